@@ -1,0 +1,3 @@
+from lintas.cli.main import app
+
+app(prog_name="lintas")

@@ -1,0 +1,1 @@
+"""The `lintas` command line (Typer + Rich)."""

@@ -1,0 +1,26 @@
+"""Keys for Lintas: Ed25519 signing keys, X25519 encryption keys, sealed at rest.
+
+A pure library: no web, no database.
+"""
+
+from lintas.crypto.keys import (
+    KeyError_,
+    KeyPair,
+    fingerprint,
+    generate,
+    load_public,
+    read_passphrase,
+    seal_private,
+    unseal_private,
+)
+
+__all__ = [
+    "KeyError_",
+    "KeyPair",
+    "fingerprint",
+    "generate",
+    "load_public",
+    "read_passphrase",
+    "seal_private",
+    "unseal_private",
+]

@@ -1,0 +1,217 @@
+"""The hub's HTTP API (OpenAPI at /docs). Stateless over its database: run several
+processes behind a load balancer on one PostgreSQL database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from lintas import __version__
+from lintas.crypto import KeyPair, fingerprint
+from lintas.hub import registry
+from lintas.hub.relay import LEASE, Relay
+from lintas.protocol import errors as e
+from lintas.storage import Database
+
+log = logging.getLogger("lintas.hub")
+
+MAX_WAIT_S = 30.0
+# How often a long-poll re-reads the database for envelopes admitted by another hub
+# process; envelopes admitted by this process wake the poll at once.
+CROSS_PROCESS_POLL_S = 0.2
+PURGE_EVERY_S = 30.0
+ENVELOPE_MEDIA_TYPE = "application/jose"
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class Accepted(BaseModel):
+    id: str
+    status: str = "accepted"
+
+
+class MailboxItem(BaseModel):
+    id: str
+    envelope: str
+
+
+class Mailbox(BaseModel):
+    envelopes: list[MailboxItem]
+    lease_seconds: int
+
+
+class AckRequest(BaseModel):
+    ids: list[str] = Field(min_length=1, max_length=1000)
+
+
+class AckResult(BaseModel):
+    acked: int
+
+
+class HubKeyInfo(BaseModel):
+    jwk: dict[str, Any]
+    fingerprint: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse},
+    401: {"model": ErrorResponse},
+    403: {"model": ErrorResponse},
+    409: {"model": ErrorResponse},
+    413: {"model": ErrorResponse},
+    422: {"model": ErrorResponse},
+}
+
+
+def create_app(db: Database, hub_key: KeyPair, max_envelope_bytes: int | None = None) -> FastAPI:
+    relay = Relay(db) if max_envelope_bytes is None else Relay(db, max_envelope_bytes)
+    arrivals: dict[str, asyncio.Event] = {}
+
+    async def purge_loop() -> None:
+        while True:
+            try:
+                await run_in_threadpool(relay.purge)
+            except Exception:  # keep purging even if one round fails (e.g. DB restart)
+                log.exception("purge failed; retrying")
+            await asyncio.sleep(PURGE_EVERY_S)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(purge_loop())
+        yield
+        task.cancel()
+
+    app = FastAPI(
+        title="Lintas hub",
+        version=__version__,
+        description="Member directory and sealed-envelope relay. See docs/protocol.md.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(e.ProtocolError)
+    async def protocol_error(_: Request, exc: e.ProtocolError) -> JSONResponse:
+        return JSONResponse(exc.as_json(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        err = e.BadRequest(f"{where}: {first.get('msg', 'invalid')}")
+        return JSONResponse(err.as_json(), status_code=err.status)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.error("internal error: %s", type(exc).__name__)
+        return JSONResponse(
+            {"error": {"code": "internal_error", "message": "the hub could not complete the request; try again"}},
+            status_code=503,
+        )
+
+    @app.get("/health", tags=["operations"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/v1/hub-key", response_model=HubKeyInfo, tags=["directory"])
+    async def hub_public_key() -> HubKeyInfo:
+        """The hub's public signing key, to pin at `lintas node init` after comparing its
+        fingerprint out of band."""
+        return HubKeyInfo(jwk=hub_key.public_jwk(), fingerprint=fingerprint(hub_key.public()))
+
+    @app.get(
+        "/v1/directory",
+        response_class=PlainTextResponse,
+        tags=["directory"],
+        responses={200: {"content": {ENVELOPE_MEDIA_TYPE: {}}}},
+    )
+    async def directory() -> PlainTextResponse:
+        """The member directory as a JWS signed by the hub key (typ lintas-directory+jws)."""
+        doc = await run_in_threadpool(registry.signed_directory, db, hub_key)
+        return PlainTextResponse(doc, media_type=ENVELOPE_MEDIA_TYPE)
+
+    @app.post(
+        "/v1/envelopes",
+        status_code=202,
+        response_model=Accepted,
+        responses=ERRORS,
+        tags=["relay"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {ENVELOPE_MEDIA_TYPE: {"schema": {"type": "string"}}},
+            }
+        },
+    )
+    async def submit(request: Request) -> Accepted:
+        """Submit one sealed envelope (JWS compact serialization, ASCII)."""
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > relay.max_envelope_bytes:
+            raise e.EnvelopeTooLarge(
+                f"the envelope has {declared} bytes; this hub accepts at most "
+                f"{relay.max_envelope_bytes}"
+            )
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > relay.max_envelope_bytes:
+                raise e.EnvelopeTooLarge(
+                    f"the envelope is larger than {relay.max_envelope_bytes} bytes"
+                )
+            chunks.append(chunk)
+        parsed = await run_in_threadpool(relay.admit, b"".join(chunks))
+        event = arrivals.get(parsed.header.recipient)
+        if event is not None:
+            event.set()
+        return Accepted(id=parsed.header.id)
+
+    @app.get("/v1/mailbox", response_model=Mailbox, responses=ERRORS, tags=["relay"])
+    async def mailbox(
+        request: Request,
+        wait: float = Query(20.0, ge=0, le=MAX_WAIT_S, description="long-poll seconds"),
+        limit: int = Query(100, ge=1, le=500),
+    ) -> Mailbox:
+        """Long-poll the caller's mailbox. Each envelope is leased to this caller for
+        `lease_seconds`; acknowledge it after committing, or it is offered again."""
+        member = await run_in_threadpool(
+            relay.authenticate, request.headers.get("authorization"), "GET", "/v1/mailbox"
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        event = arrivals.setdefault(member, asyncio.Event())
+        while True:
+            event.clear()
+            items = await run_in_threadpool(relay.lease, member, limit)
+            remaining = deadline - loop.time()
+            if items or remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), min(remaining, CROSS_PROCESS_POLL_S))
+        return Mailbox(
+            envelopes=[MailboxItem(id=i.id, envelope=i.envelope) for i in items],
+            lease_seconds=int(LEASE.total_seconds()),
+        )
+
+    @app.post("/v1/mailbox/ack", response_model=AckResult, responses=ERRORS, tags=["relay"])
+    async def ack(request: Request, body: AckRequest) -> AckResult:
+        """Acknowledge envelopes: the hub drops their payloads at once."""
+        member = await run_in_threadpool(
+            relay.authenticate, request.headers.get("authorization"), "POST", "/v1/mailbox/ack"
+        )
+        return AckResult(acked=await run_in_threadpool(relay.ack, member, body.ids))
+
+    return app

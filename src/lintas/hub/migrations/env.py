@@ -1,0 +1,3 @@
+from lintas.storage.migration_env import run
+
+run()

@@ -1,0 +1,84 @@
+"""The node's only connection: outbound HTTP(S) to the hub."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from lintas.crypto import KeyPair
+from lintas.protocol import errors as e
+from lintas.protocol.auth import SCHEME, make_token
+from lintas.storage import utcnow
+
+ENVELOPE_MEDIA_TYPE = "application/jose"
+
+
+class HubUnavailable(Exception):
+    """The hub could not be reached or answered with a server error: try again later."""
+
+
+class HubClient:
+    def __init__(self, base_url: str, member: str | None = None, key: KeyPair | None = None,
+                 timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.member = member
+        self.key = key
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> HubClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _auth(self, method: str, path: str) -> dict[str, str]:
+        assert self.member and self.key
+        token = make_token(self.member, self.key, method, path, utcnow())
+        return {"Authorization": f"{SCHEME} {token}"}
+
+    def _request(self, method: str, path: str, timeout: float | None = None,
+                 **kwargs: Any) -> httpx.Response:
+        try:
+            extra = {"timeout": timeout} if timeout is not None else {}
+            response = self._http.request(method, path, **kwargs, **extra)
+        except httpx.HTTPError as exc:
+            raise HubUnavailable(f"{self.base_url}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            raise HubUnavailable(f"{self.base_url}{path}: HTTP {response.status_code}")
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = response.text
+            raise e.from_json(response.status_code, body)
+        return response
+
+    def hub_key(self) -> dict[str, Any]:
+        return dict(self._request("GET", "/v1/hub-key").json())
+
+    def directory(self) -> str:
+        return self._request("GET", "/v1/directory").text
+
+    def submit(self, envelope: str) -> None:
+        self._request(
+            "POST", "/v1/envelopes", content=envelope.encode("ascii"),
+            headers={"Content-Type": ENVELOPE_MEDIA_TYPE},
+        )
+
+    def mailbox(self, wait: float, limit: int = 100) -> list[dict[str, str]]:
+        response = self._request(
+            "GET", "/v1/mailbox", params={"wait": wait, "limit": limit},
+            headers=self._auth("GET", "/v1/mailbox"), timeout=wait + 10,
+        )
+        return list(response.json()["envelopes"])
+
+    def ack(self, ids: list[str]) -> int:
+        response = self._request(
+            "POST", "/v1/mailbox/ack", json={"ids": ids},
+            headers=self._auth("POST", "/v1/mailbox/ack"),
+        )
+        return int(response.json()["acked"])

@@ -1,0 +1,360 @@
+"""The node's engine: keys, directory, durable outbox, idempotent inbox.
+
+Synchronous and free of HTTP-server concerns so that tests and the server's background
+loops drive the same code. Delivery is at-least-once from the hub; handling is
+exactly-once here because the inbox insert and any reply it triggers commit in one
+transaction keyed by the message id, and the hub is acknowledged only after that commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import random
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from lintas.crypto import KeyPair, generate, load_public, seal_private, unseal_private
+from lintas.node.hub_client import HubClient, HubUnavailable
+from lintas.node.models import (
+    DirectoryCache,
+    InboxMessage,
+    NodeKey,
+    OutboxMessage,
+    RejectedEnvelope,
+    Setting,
+)
+from lintas.protocol import errors as e
+from lintas.protocol.directory import Directory, verify_directory
+from lintas.protocol.envelope import (
+    DEFAULT_LIFETIME,
+    RoutingHeader,
+    open_payload,
+    parse,
+    seal,
+    verify_signature,
+)
+from lintas.protocol.keyfile import member_key_document
+from lintas.protocol.members import member_kind
+from lintas.storage import Database, utcnow
+
+log = logging.getLogger("lintas.node")
+
+MAX_BACKOFF_S = 300.0
+
+
+class NodeError(Exception):
+    """An operator-facing problem with the node's set-up or a request to it."""
+
+
+@dataclass(frozen=True)
+class InitResult:
+    member: str
+    public_keys: dict[str, Any]
+    api_token: str
+    hub_fingerprint: str
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def init_node(db: Database, member: str, hub_url: str, hub_jwk: dict[str, Any],
+              passphrase: str) -> InitResult:
+    """Create the node's keys and settings in a migrated, empty database."""
+    from lintas.crypto import fingerprint
+
+    member_kind(member)
+    hub_key = load_public(hub_jwk, "sig")
+    now = utcnow()
+    sig, enc = generate("sig"), generate("enc")
+    token = secrets.token_urlsafe(32)
+    with db.session() as s:
+        if s.get(Setting, "member") is not None:
+            raise NodeError("this node is already initialised; its keys are never replaced by init")
+        for pair in (sig, enc):
+            s.add(NodeKey(kid=pair.kid, use=pair.use, public_jwk=json.dumps(pair.public_jwk()),
+                          private_sealed=seal_private(pair, passphrase), created_at=now))
+        s.add_all([
+            Setting(key="member", value=member),
+            Setting(key="hub_url", value=hub_url.rstrip("/")),
+            Setting(key="hub_jwk", value=json.dumps(hub_key.as_dict(private=False))),
+            Setting(key="api_token_sha256", value=_hash_token(token)),
+        ])
+    return InitResult(member, member_key_document(member, sig.public_jwk(), enc.public_jwk()),
+                      token, fingerprint(hub_key))
+
+
+def rotate_node_keys(db: Database, passphrase: str) -> dict[str, Any]:
+    """Make a new key pair set; it is used once the hub's directory lists it."""
+    now = utcnow()
+    sig, enc = generate("sig"), generate("enc")
+    with db.session() as s:
+        member = s.get(Setting, "member")
+        if member is None:
+            raise NodeError("the node is not initialised: run `lintas node init`")
+        # Check the passphrase before writing anything.
+        existing = s.scalars(select(NodeKey)).first()
+        if existing is not None:
+            unseal_private(existing.private_sealed, existing.use, passphrase)  # type: ignore[arg-type]
+        for pair in (sig, enc):
+            s.add(NodeKey(kid=pair.kid, use=pair.use, public_jwk=json.dumps(pair.public_jwk()),
+                          private_sealed=seal_private(pair, passphrase), created_at=now))
+        return member_key_document(member.value, sig.public_jwk(), enc.public_jwk())
+
+
+class Node:
+    def __init__(self, db: Database, passphrase: str) -> None:
+        self.db = db
+        with db.session() as s:
+            settings = {row.key: row.value for row in s.scalars(select(Setting))}
+            if "member" not in settings:
+                raise NodeError("the node is not initialised: run `lintas node init`")
+            rows = s.scalars(select(NodeKey).order_by(NodeKey.created_at)).all()
+            self.keys: list[KeyPair] = [
+                unseal_private(r.private_sealed, r.use, passphrase) for r in rows  # type: ignore[arg-type]
+            ]
+        self.member = settings["member"]
+        self.hub_url = settings["hub_url"]
+        self.hub_key = load_public(json.loads(settings["hub_jwk"]), "sig")
+        self._token_hash = settings["api_token_sha256"]
+        self.decryption_keys = {k.kid: k for k in self.keys if k.use == "enc"}
+        self._directory: Directory | None = self._cached_directory()
+        self.last_contact: datetime | None = None
+        self.last_error: str | None = None
+
+    # --- API token --------------------------------------------------------------------
+
+    def check_api_token(self, token: str) -> bool:
+        return hmac.compare_digest(_hash_token(token), self._token_hash)
+
+    # --- keys and directory -----------------------------------------------------------
+
+    def signing_key(self) -> KeyPair:
+        """The newest of our signing keys that the directory lists as valid now."""
+        sig_keys = [k for k in self.keys if k.use == "sig"]
+        d = self._directory
+        me = d.members.get(self.member) if d else None
+        if me is not None:
+            now = utcnow()
+            for key in reversed(sig_keys):
+                if me.key(key.kid, "sig", now) is not None:
+                    return key
+        return sig_keys[0]
+
+    def _cached_directory(self) -> Directory | None:
+        with self.db.session() as s:
+            row = s.get(DirectoryCache, 1)
+            return verify_directory(row.document, self.hub_key) if row else None
+
+    def directory(self) -> Directory:
+        if self._directory is None:
+            raise NodeError("no member directory yet: the hub has not been reached")
+        return self._directory
+
+    def refresh_directory(self, client: HubClient) -> Directory:
+        document = client.directory()
+        fresh = verify_directory(document, self.hub_key)
+        if self._directory is not None and fresh.issued_at < self._directory.issued_at:
+            raise e.DirectoryError("the hub sent an older directory than the one held; ignored")
+        now = utcnow()
+        with self.db.session() as s:
+            row = s.get(DirectoryCache, 1)
+            if row is None:
+                s.add(DirectoryCache(id=1, document=document, issued_at=fresh.issued_at,
+                                     fetched_at=now))
+            else:
+                row.document, row.issued_at, row.fetched_at = document, fresh.issued_at, now
+        self._directory = fresh
+        self.last_contact = now
+        return fresh
+
+    # --- outbox -----------------------------------------------------------------------
+
+    def _peer(self, recipient: str) -> Any:
+        peer = self._directory.members.get(recipient) if self._directory else None
+        if peer is None:
+            # A member onboarded since our last refresh: look again once.
+            client = HubClient(self.hub_url)
+            try:
+                self.refresh_directory(client)
+            finally:
+                client.close()
+            peer = self.directory().members.get(recipient)
+        return peer
+
+    def _seal(self, message_type: str, recipient: str, body: dict[str, Any],
+              in_reply_to: str | None, lifetime: timedelta) -> tuple[RoutingHeader, str]:
+        peer = self._peer(recipient)
+        if peer is None:
+            raise e.UnknownRecipient(f"to: {recipient} is not in the member directory")
+        if not peer.active:
+            raise e.RecipientSuspended(f"to: {recipient} is suspended")
+        now = utcnow()
+        enc = peer.current_encryption_key(now)
+        if enc is None:
+            raise e.UnknownKey(f"to: {recipient} has no valid encryption key")
+        header = RoutingHeader.new(message_type, self.member, recipient, now, lifetime,
+                                   in_reply_to=in_reply_to)
+        return header, seal(header, body, self.signing_key(), enc.public())
+
+    def _outbox_row(self, header: RoutingHeader, envelope: str) -> OutboxMessage:
+        return OutboxMessage(
+            id=header.id, recipient=header.recipient, type=header.type, envelope=envelope,
+            created_at=header.created, expires_at=header.expires, status="queued", attempts=0,
+            next_attempt_at=header.created,
+        )
+
+    def enqueue(self, message_type: str, recipient: str, body: dict[str, Any],
+                in_reply_to: str | None = None, lifetime: timedelta = DEFAULT_LIFETIME) -> str:
+        header, envelope = self._seal(message_type, recipient, body, in_reply_to, lifetime)
+        with self.db.session() as s:
+            s.add(self._outbox_row(header, envelope))
+        return header.id
+
+    def send_due(self, client: HubClient, limit: int = 200) -> int:
+        """Send what is due; returns how many the hub accepted. Stops at the first sign
+        that the hub is unreachable (the rest waits for the next round)."""
+        now = utcnow()
+        with self.db.session() as s:
+            due = s.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.status == "queued", OutboxMessage.next_attempt_at <= now)
+                .order_by(OutboxMessage.next_attempt_at).limit(limit)
+            ).all()
+        sent = 0
+        for msg in due:
+            outcome: dict[str, Any]
+            if msg.expires_at <= utcnow():
+                outcome = {"status": "expired", "last_error": "expired before the hub accepted it"}
+            else:
+                try:
+                    client.submit(msg.envelope)
+                    outcome = {"status": "sent", "sent_at": utcnow(), "last_error": None}
+                except e.DuplicateMessage:
+                    # An earlier attempt reached the hub but its answer was lost.
+                    outcome = {"status": "sent", "sent_at": utcnow(), "last_error": None}
+                except e.ProtocolError as exc:
+                    outcome = {"status": "failed", "last_error": f"{exc.code}: {exc.message}"}
+                except HubUnavailable as exc:
+                    self.last_error = str(exc)
+                    delay = min(MAX_BACKOFF_S, 0.5 * 2 ** msg.attempts) * random.uniform(0.8, 1.2)
+                    self._update_outbox(msg.id, attempts=msg.attempts + 1, last_error=str(exc),
+                                        next_attempt_at=utcnow() + timedelta(seconds=delay))
+                    break
+            self._update_outbox(msg.id, attempts=msg.attempts + 1, **outcome)
+            if outcome["status"] == "sent":
+                sent += 1
+                self.last_contact = utcnow()
+            else:
+                log.warning("outbox id=%s to=%s: %s", msg.id, msg.recipient, outcome["last_error"])
+        return sent
+
+    def _update_outbox(self, msg_id: str, **values: Any) -> None:
+        with self.db.session() as s:
+            row = s.get(OutboxMessage, msg_id)
+            assert row is not None
+            for key, value in values.items():
+                setattr(row, key, value)
+
+    def next_due(self) -> datetime | None:
+        with self.db.session() as s:
+            return s.scalar(select(func.min(OutboxMessage.next_attempt_at))
+                            .where(OutboxMessage.status == "queued"))
+
+    # --- inbox ------------------------------------------------------------------------
+
+    def poll(self, client: HubClient, wait: float = 20.0, limit: int = 100) -> int:
+        """Fetch from our mailbox, handle each envelope once, then acknowledge."""
+        items = client.mailbox(wait, limit)
+        self.last_contact = utcnow()
+        if not items:
+            return 0
+        handled = [item["id"] for item in items if self.receive(item["envelope"], client)]
+        client.ack([item["id"] for item in items])
+        return len(handled)
+
+    def receive(self, raw: str, client: HubClient | None = None) -> bool:
+        """Verify, decrypt and store one envelope. True if it was new and accepted; False if
+        it was a duplicate or was refused (the refusal is recorded, without content)."""
+        msg_id, sender = "?", None
+        try:
+            parsed = parse(raw)
+            msg_id, sender = parsed.header.id, parsed.header.sender
+            if parsed.header.recipient != self.member:
+                raise e.PayloadMismatch(f"to: addressed to {parsed.header.recipient}, not us")
+            key = self._sender_key(parsed.header.sender, parsed.kid, client)
+            verify_signature(parsed, key)
+            opened = open_payload(parsed, self.decryption_keys)
+            reply = None
+            if opened.header.type == "diagnostic.ping":
+                reply = self._seal("diagnostic.pong", opened.header.sender,
+                                   {"text": f"pong from {self.member}: {opened.body['text'][:200]}"},
+                                   opened.header.id, DEFAULT_LIFETIME)
+        except e.ProtocolError as exc:
+            self._reject(msg_id, sender, exc)
+            return False
+        h = opened.header
+        try:
+            with self.db.session() as s:
+                s.add(InboxMessage(
+                    id=h.id, sender=h.sender, type=h.type,
+                    body=json.dumps(opened.body, ensure_ascii=False), created_at=h.created,
+                    received_at=utcnow(), in_reply_to=h.in_reply_to, agreement=h.agreement,
+                ))
+                s.flush()
+                if reply is not None:
+                    s.add(self._outbox_row(*reply))
+        except IntegrityError:
+            return False  # already handled: at-least-once delivery, exactly-once handling
+        log.info("received id=%s from=%s type=%s", h.id, h.sender, h.type)
+        return True
+
+    def _sender_key(self, sender: str, kid: str, client: HubClient | None) -> Any:
+        now = utcnow()
+        for attempt in range(2):
+            d = self._directory
+            member = d.members.get(sender) if d else None
+            if member is not None:
+                if not member.active:
+                    raise e.SenderSuspended(f"{sender} is suspended")
+                key = member.key(kid, "sig", now)
+                if key is not None:
+                    return key.public()
+            if attempt == 0 and client is not None:
+                self.refresh_directory(client)  # a new member or a rotated key
+        raise e.UnknownKey(f"{kid} is not a valid signing key of {sender}")
+
+    def _reject(self, msg_id: str, sender: str | None, exc: e.ProtocolError) -> None:
+        log.warning("rejected id=%s from=%s code=%s", msg_id, sender, exc.code)
+        with self.db.session() as s:
+            s.add(RejectedEnvelope(message_id=msg_id[:36], claimed_sender=sender, code=exc.code,
+                                   reason=exc.message[:500], at=utcnow()))
+
+    # --- views ------------------------------------------------------------------------
+
+    def inbox(self, limit: int = 50) -> list[InboxMessage]:
+        with self.db.session() as s:
+            return list(s.scalars(select(InboxMessage)
+                                  .order_by(InboxMessage.received_at.desc()).limit(limit)))
+
+    def outbox(self, limit: int = 50) -> list[OutboxMessage]:
+        with self.db.session() as s:
+            return list(s.scalars(select(OutboxMessage)
+                                  .order_by(OutboxMessage.created_at.desc()).limit(limit)))
+
+    def counts(self) -> dict[str, int]:
+        with self.db.session() as s:
+            rows = s.execute(select(OutboxMessage.status, func.count())
+                             .group_by(OutboxMessage.status)).all()
+            inbox = s.scalar(select(func.count()).select_from(InboxMessage)) or 0
+            rejected = s.scalar(select(func.count()).select_from(RejectedEnvelope)) or 0
+        out = {f"outbox_{status}": int(n) for status, n in rows}
+        return {"inbox": int(inbox), "rejected": int(rejected), **out}

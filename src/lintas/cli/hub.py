@@ -85,7 +85,8 @@ def serve(
     hub_key = registry.load_hub_key(database, read_passphrase("LINTAS_HUB"))
     application = create_app(database, hub_key, max_envelope_bytes)
     console.print(f"hub listening on http://{host}:{port} (key {hub_key.kid[:12]}…)")
-    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=5)
 
 
 @member_app.command("add")

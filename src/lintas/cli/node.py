@@ -131,4 +131,5 @@ def serve(
     database.require_current("node")
     node = Node(database, read_passphrase("LINTAS_NODE"))
     console.print(f"node {node.member} listening on http://{host}:{port}; hub {node.hub_url}")
-    uvicorn.run(create_app(node), host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(create_app(node), host=host, port=port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=5)

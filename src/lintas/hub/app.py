@@ -197,7 +197,7 @@ def create_app(db: Database, hub_key: KeyPair, max_envelope_bytes: int | None = 
             event.clear()
             items = await run_in_threadpool(relay.lease, member, limit)
             remaining = deadline - loop.time()
-            if items or remaining <= 0:
+            if items or remaining <= 0 or await request.is_disconnected():
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), min(remaining, CROSS_PROCESS_POLL_S))

@@ -22,11 +22,12 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from lintas import __version__
-from lintas.node.hub_client import HubClient, HubUnavailable
+from lintas.node.hub_client import AsyncMailbox, HubClient, HubUnavailable
 from lintas.node.runtime import Node, NodeError
 from lintas.protocol import errors as e
 from lintas.protocol.members import is_member_code
 from lintas.protocol.messages import MAX_DIAGNOSTIC_TEXT
+from lintas.storage import utcnow
 
 log = logging.getLogger("lintas.node")
 
@@ -118,9 +119,10 @@ def create_app(node: Node, run_loops: bool = True) -> FastAPI:
         tasks: list[asyncio.Task[None]] = []
         clients: list[HubClient] = []
         if run_loops:
-            sender_c, poll_c, dir_c = (HubClient(node.hub_url, node.member, node.signing_key())
-                                       for _ in range(3))
-            clients = [sender_c, poll_c, dir_c]
+            sender_c, dir_c = (HubClient(node.hub_url, node.member, node.signing_key())
+                               for _ in range(2))
+            clients = [sender_c, dir_c]
+            mailbox = AsyncMailbox(node.hub_url, node.member, node.signing_key())
 
             async def directory_step() -> float:
                 await run_in_threadpool(node.refresh_directory, dir_c)
@@ -132,8 +134,6 @@ def create_app(node: Node, run_loops: bool = True) -> FastAPI:
                 due = await run_in_threadpool(node.next_due)
                 wait = 5.0
                 if due is not None:
-                    from lintas.storage import utcnow
-
                     wait = max(0.0, min(wait, (due - utcnow()).total_seconds()))
                 wake_sender.clear()
                 with contextlib.suppress(TimeoutError):
@@ -141,10 +141,14 @@ def create_app(node: Node, run_loops: bool = True) -> FastAPI:
                 return 0.0
 
             async def poll_step() -> float:
-                poll_c.key = node.signing_key()
-                received = await run_in_threadpool(node.poll, poll_c, POLL_WAIT_S)
-                if received:
-                    wake_sender.set()  # replies (pongs) may be waiting
+                mailbox.key = node.signing_key()
+                items = await mailbox.mailbox(POLL_WAIT_S)
+                node.last_contact, node.last_error = utcnow(), None
+                if items:
+                    # Ack only after every envelope is committed (or recorded as rejected).
+                    if await run_in_threadpool(node.handle, items, dir_c):
+                        wake_sender.set()  # replies (pongs) may be waiting
+                    await mailbox.ack([item["id"] for item in items])
                 return 0.0
 
             tasks = [asyncio.create_task(forever("directory", directory_step)),
@@ -158,6 +162,8 @@ def create_app(node: Node, run_loops: bool = True) -> FastAPI:
                 await task
         for client in clients:
             client.close()
+        if run_loops:
+            await mailbox.aclose()
 
     app = FastAPI(title=f"Lintas node {node.member}", version=__version__, lifespan=lifespan,
                   description="A member's national node. Authenticate with the API token "

@@ -18,9 +18,21 @@ class HubUnavailable(Exception):
     """The hub could not be reached or answered with a server error: try again later."""
 
 
+def _checked(response: httpx.Response, where: str) -> httpx.Response:
+    if response.status_code >= 500 or response.status_code == 429:
+        raise HubUnavailable(f"{where}: HTTP {response.status_code}")
+    if response.status_code >= 400:
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+        raise e.from_json(response.status_code, body)
+    return response
+
+
 class HubClient:
     def __init__(self, base_url: str, member: str | None = None, key: KeyPair | None = None,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0) -> None:  # seconds
         self.base_url = base_url.rstrip("/")
         self.member = member
         self.key = key
@@ -47,15 +59,7 @@ class HubClient:
             response = self._http.request(method, path, **kwargs, **extra)
         except httpx.HTTPError as exc:
             raise HubUnavailable(f"{self.base_url}: {type(exc).__name__}: {exc}") from exc
-        if response.status_code >= 500 or response.status_code == 429:
-            raise HubUnavailable(f"{self.base_url}{path}: HTTP {response.status_code}")
-        if response.status_code >= 400:
-            try:
-                body = response.json()
-            except ValueError:
-                body = response.text
-            raise e.from_json(response.status_code, body)
-        return response
+        return _checked(response, self.base_url + path)
 
     def hub_key(self) -> dict[str, Any]:
         return dict(self._request("GET", "/v1/hub-key").json())
@@ -81,4 +85,36 @@ class HubClient:
             "POST", "/v1/mailbox/ack", json={"ids": ids},
             headers=self._auth("POST", "/v1/mailbox/ack"),
         )
+        return int(response.json()["acked"])
+
+
+class AsyncMailbox:
+    """The mailbox long-poll for the node server's event loop: unlike a request in a
+    worker thread, it is cancelled at once when the server shuts down."""
+
+    def __init__(self, base_url: str, member: str, key: KeyPair) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.member = member
+        self.key = key
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=10.0)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        token = make_token(self.member, self.key, method, path, utcnow())
+        headers = {"Authorization": f"{SCHEME} {token}"}
+        try:
+            response = await self._http.request(method, path, headers=headers, **kwargs)
+        except httpx.HTTPError as exc:
+            raise HubUnavailable(f"{self.base_url}: {type(exc).__name__}: {exc}") from exc
+        return _checked(response, self.base_url + path)
+
+    async def mailbox(self, wait: float, limit: int = 100) -> list[dict[str, str]]:
+        response = await self._call("GET", "/v1/mailbox", params={"wait": wait, "limit": limit},
+                                    timeout=wait + 10)
+        return list(response.json()["envelopes"])
+
+    async def ack(self, ids: list[str]) -> int:
+        response = await self._call("POST", "/v1/mailbox/ack", json={"ids": ids})
         return int(response.json()["acked"])

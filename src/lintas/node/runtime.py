@@ -277,9 +277,14 @@ class Node:
         self.last_contact = utcnow()
         if not items:
             return 0
-        handled = [item["id"] for item in items if self.receive(item["envelope"], client)]
+        handled = self.handle(items, client)
         client.ack([item["id"] for item in items])
-        return len(handled)
+        return handled
+
+    def handle(self, items: list[dict[str, str]], client: HubClient | None = None) -> int:
+        """Receive a batch from the mailbox; after this returns, all of it may be acked
+        (each envelope was stored, was a duplicate, or was rejected and recorded)."""
+        return sum(1 for item in items if self.receive(item["envelope"], client))
 
     def receive(self, raw: str, client: HubClient | None = None) -> bool:
         """Verify, decrypt and store one envelope. True if it was new and accepted; False if

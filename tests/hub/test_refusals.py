@@ -61,7 +61,7 @@ def aus_idn(hub: HubFixture, make_node: Callable[..., Node]) -> tuple[Node, Node
 
 
 def resign(token: str, header: dict | None = None, routing: dict | None = None,
-           key=None) -> str:  # noqa: ANN001
+           key=None) -> str:
     """Rebuild a JWS with a changed header/routing, signed by `key` (or keeping the old
     signature when key is None, which must then fail to verify)."""
     from joserfc import jws

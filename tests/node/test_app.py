@@ -22,13 +22,13 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
 
 
 @pytest.fixture
-def two_nodes(hub: HubFixture, make_node: Callable[..., Node]):  # noqa: ANN201
+def two_nodes(hub: HubFixture, make_node: Callable[..., Node]):
     aus, idn = make_node("AUS"), make_node("IDN")
     with ServerThread(create_app(aus)) as a, ServerThread(create_app(idn)) as i:
         yield (a.url, aus.api_token), (i.url, idn.api_token)  # type: ignore[attr-defined]
 
 
-def test_diagnostic_round_trip_through_the_loops(two_nodes) -> None:  # noqa: ANN001
+def test_diagnostic_round_trip_through_the_loops(two_nodes) -> None:
     (aus_url, aus_tok), (idn_url, idn_tok) = two_nodes
     r = httpx.post(aus_url + "/api/v1/diagnostics", json={"to": "IDN", "text": "apa kabar?"},
                    headers={"Authorization": f"Bearer {aus_tok}"})
@@ -60,7 +60,7 @@ def test_diagnostic_round_trip_through_the_loops(two_nodes) -> None:  # noqa: AN
         ({"to": "NZL", "text": "x"}, 422, "NZL"),
     ],
 )
-def test_bad_requests_name_the_field(two_nodes, payload, status, field) -> None:  # noqa: ANN001
+def test_bad_requests_name_the_field(two_nodes, payload, status, field) -> None:
     (aus_url, aus_tok), _ = two_nodes
     r = httpx.post(aus_url + "/api/v1/diagnostics", json=payload,
                    headers={"Authorization": f"Bearer {aus_tok}"})
@@ -68,7 +68,7 @@ def test_bad_requests_name_the_field(two_nodes, payload, status, field) -> None:
     assert field in r.json()["error"]["message"]
 
 
-def test_api_requires_the_token(two_nodes) -> None:  # noqa: ANN001
+def test_api_requires_the_token(two_nodes) -> None:
     (aus_url, _), (_, idn_tok) = two_nodes
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {idn_tok}"}):
         r = httpx.get(aus_url + "/api/v1/inbox", headers=headers)

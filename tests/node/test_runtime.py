@@ -26,7 +26,7 @@ def rejected(node: Node) -> list[RejectedEnvelope]:
         return list(s.scalars(select(RejectedEnvelope)))
 
 
-def sealed(sender: Node, to: str, text: str = "x", when=None) -> str:  # noqa: ANN001
+def sealed(sender: Node, to: str, text: str = "x", when=None) -> str:
     now = when or utcnow()
     header = RoutingHeader.new("diagnostic.ping", sender.member, to, now)
     enc = sender.directory().members[to].current_encryption_key(now)
@@ -152,10 +152,10 @@ def test_old_key_is_refused_after_the_overlap(
 
 def test_wrong_passphrase_cannot_start_a_node(hub: HubFixture,
                                               make_node: Callable[..., Node]) -> None:
-    from lintas.crypto import KeyError_
+    from lintas.crypto import KeyMaterialError
 
     aus = make_node("AUS")
-    with pytest.raises(KeyError_, match="passphrase"):
+    with pytest.raises(KeyMaterialError, match="passphrase"):
         Node(aus.db, "not the passphrase at all")
 
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from lintas.crypto import KeyError_
+from lintas.crypto import KeyMaterialError
 from lintas.protocol.errors import ProtocolError
 from lintas.protocol.keyfile import KeyFileError
 from lintas.protocol.members import InvalidMemberCode
@@ -37,8 +37,8 @@ def friendly(func: F) -> F:
     from lintas.node.hub_client import HubUnavailable
     from lintas.node.runtime import NodeError
 
-    known = (KeyError_, KeyFileError, InvalidMemberCode, StorageError, RegistryError, NodeError,
-             HubUnavailable)
+    known = (KeyMaterialError, KeyFileError, InvalidMemberCode, StorageError, RegistryError,
+             NodeError, HubUnavailable)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -56,7 +56,9 @@ def friendly(func: F) -> F:
 
 def setup_logging(level: str, log_file: Path | None) -> None:
     handler: logging.Handler = (
-        logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.StreamHandler(sys.stderr)
+        logging.FileHandler(log_file, encoding="utf-8")
+        if log_file
+        else logging.StreamHandler(sys.stderr)
     )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger("lintas")

@@ -97,7 +97,8 @@ def run_demo(keep_running: bool = False, workdir: Path | None = None, base_port:
                 return 2
             work.mkdir(parents=True, exist_ok=True)
         procs: list[Proc] = []
-        stack.callback(lambda: keep_running or _stop(procs))
+        if not keep_running:
+            stack.callback(_stop, procs)
         try:
             return _play(work, base_port, procs, keep_running, started)
         except (DemoError, httpx.HTTPError) as exc:

@@ -26,7 +26,7 @@ Db = Annotated[str, typer.Option("--db", envvar="LINTAS_HUB_DB",
                                  help="Hub database URL: sqlite:///PATH or postgresql://...")]
 
 
-def _open(db_url: str):  # noqa: ANN202
+def _open(db_url: str):
     db = hub_database(db_url)
     db.require_current("hub")
     return db
@@ -92,7 +92,9 @@ def serve(
 @member_app.command("add")
 @friendly
 def member_add(
-    code: Annotated[str, typer.Argument(help="ISO 3166-1 alpha-3 (AUS) or organisation code (IOM).")],
+    code: Annotated[
+        str, typer.Argument(help="ISO 3166-1 alpha-3 (AUS) or organisation code (IOM).")
+    ],
     name: Annotated[str, typer.Option(help="Official name, e.g. 'Australia'.")],
     keys: Annotated[Path, typer.Option(help="Public-key file written by `lintas node init`.")],
     organisation: Annotated[bool, typer.Option(help="The code names an organisation.")] = False,

@@ -58,7 +58,8 @@ def init(
     Private keys never leave the node: they are sealed with the passphrase from
     LINTAS_NODE_PASSPHRASE_FILE (preferred) or LINTAS_NODE_PASSPHRASE.
 
-    Example: lintas node init --member AUS --hub-url https://hub.example --hub-fingerprint "AB12 ..."
+    Example: lintas node init --member AUS --hub-url https://hub.example
+    --hub-fingerprint "AB12 ..."
     """
     member_kind(member)
     passphrase = read_passphrase("LINTAS_NODE")

@@ -4,7 +4,7 @@ A pure library: no web, no database.
 """
 
 from lintas.crypto.keys import (
-    KeyError_,
+    KeyMaterialError,
     KeyPair,
     fingerprint,
     generate,
@@ -15,7 +15,7 @@ from lintas.crypto.keys import (
 )
 
 __all__ = [
-    "KeyError_",
+    "KeyMaterialError",
     "KeyPair",
     "fingerprint",
     "generate",

@@ -15,10 +15,11 @@ from typing import Any, Literal
 
 from joserfc import jwe
 from joserfc.errors import JoseError
-from joserfc.jwk import OKPKey, OctKey
+from joserfc.jwk import OctKey, OKPKey
 
 KeyUse = Literal["sig", "enc"]
-CURVES: dict[str, str] = {"sig": "Ed25519", "enc": "X25519"}
+Curve = Literal["Ed25519", "X25519"]
+CURVES: dict[str, Curve] = {"sig": "Ed25519", "enc": "X25519"}
 
 PBES2_ALG = "PBES2-HS512+A256KW"
 # OWASP (2023) recommends 210,000 iterations for PBKDF2-HMAC-SHA512.
@@ -26,7 +27,7 @@ PBES2_ITERATIONS = 210_000
 MIN_PASSPHRASE = 12
 
 
-class KeyError_(Exception):  # noqa: N801 - avoid shadowing the builtin KeyError
+class KeyMaterialError(Exception):
     """A key or passphrase problem the operator must fix."""
 
 
@@ -56,17 +57,17 @@ def generate(use: KeyUse) -> KeyPair:
 def load_public(jwk: dict[str, Any], use: KeyUse) -> OKPKey:
     """Import a public JWK, insisting on the curve that `use` requires and no private part."""
     if not isinstance(jwk, dict):
-        raise KeyError_("a public key must be a JSON object (JWK)")
+        raise KeyMaterialError("a public key must be a JSON object (JWK)")
     if jwk.get("kty") != "OKP" or jwk.get("crv") != CURVES[use]:
-        raise KeyError_(f"{use} key must be an OKP JWK on curve {CURVES[use]}")
+        raise KeyMaterialError(f"{use} key must be an OKP JWK on curve {CURVES[use]}")
     if "d" in jwk:
-        raise KeyError_("a public key file must not contain a private key ('d')")
+        raise KeyMaterialError("a public key file must not contain a private key ('d')")
     try:
         key = OKPKey.import_key({k: jwk[k] for k in ("kty", "crv", "x")})
     except (JoseError, ValueError, TypeError) as exc:
-        raise KeyError_(f"invalid {use} public key: {exc}") from exc
+        raise KeyMaterialError(f"invalid {use} public key: {exc}") from exc
     if "kid" in jwk and jwk["kid"] != key.thumbprint():
-        raise KeyError_("the key's 'kid' is not its RFC 7638 thumbprint")
+        raise KeyMaterialError("the key's 'kid' is not its RFC 7638 thumbprint")
     return key
 
 
@@ -81,7 +82,7 @@ def fingerprint(key: OKPKey) -> str:
 
 def _passphrase_key(passphrase: str) -> OctKey:
     if len(passphrase) < MIN_PASSPHRASE:
-        raise KeyError_(f"the passphrase must have at least {MIN_PASSPHRASE} characters")
+        raise KeyMaterialError(f"the passphrase must have at least {MIN_PASSPHRASE} characters")
     return OctKey.import_key(passphrase.encode("utf-8"))
 
 
@@ -99,11 +100,11 @@ def unseal_private(sealed: str, use: KeyUse, passphrase: str) -> KeyPair:
             sealed, _passphrase_key(passphrase), algorithms=[PBES2_ALG, "A256GCM"]
         )
     except JoseError as exc:
-        raise KeyError_("cannot unlock the private key: wrong passphrase?") from exc
+        raise KeyMaterialError("cannot unlock the private key: wrong passphrase?") from exc
     assert obj.plaintext is not None
     key = OKPKey.import_key(json.loads(obj.plaintext))
     if key.as_dict().get("crv") != CURVES[use]:
-        raise KeyError_(f"stored {use} key is not on curve {CURVES[use]}")
+        raise KeyMaterialError(f"stored {use} key is not on curve {CURVES[use]}")
     return KeyPair(use, key)
 
 
@@ -119,11 +120,13 @@ def read_passphrase(env_prefix: str) -> str:
         try:
             value = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
-            raise KeyError_(f"{file_var}={path}: cannot read the passphrase file ({exc})") from exc
+            raise KeyMaterialError(
+                f"{file_var}={path}: cannot read the passphrase file ({exc})"
+            ) from exc
     elif os.environ.get(env_var) is not None:
         value = os.environ[env_var]
     else:
-        raise KeyError_(f"no passphrase: set {file_var} (preferred) or {env_var}")
+        raise KeyMaterialError(f"no passphrase: set {file_var} (preferred) or {env_var}")
     if len(value) < MIN_PASSPHRASE:
-        raise KeyError_(f"the passphrase must have at least {MIN_PASSPHRASE} characters")
+        raise KeyMaterialError(f"the passphrase must have at least {MIN_PASSPHRASE} characters")
     return value

@@ -119,7 +119,8 @@ def create_app(db: Database, hub_key: KeyPair, max_envelope_bytes: int | None = 
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.error("internal error: %s", type(exc).__name__)
         return JSONResponse(
-            {"error": {"code": "internal_error", "message": "the hub could not complete the request; try again"}},
+            {"error": {"code": "internal_error",
+                       "message": "the hub could not complete the request; try again"}},
             status_code=503,
         )
 

@@ -18,7 +18,13 @@ from lintas.hub import registry
 from lintas.hub.models import Message
 from lintas.protocol import errors as e
 from lintas.protocol.auth import read_claims, verify_token
-from lintas.protocol.envelope import CLOCK_SKEW, ParsedEnvelope, check_times, parse, verify_signature
+from lintas.protocol.envelope import (
+    CLOCK_SKEW,
+    ParsedEnvelope,
+    check_times,
+    parse,
+    verify_signature,
+)
 from lintas.protocol.messages import is_known_type
 from lintas.storage import Database, utcnow
 
@@ -115,7 +121,9 @@ class Relay:
         except LookupError:
             raise e.Unauthorized(f"Authorization: {claims.member} is not a member") from None
         if key is None:
-            raise e.Unauthorized(f"Authorization: {claims.kid} is not a valid key of {claims.member}")
+            raise e.Unauthorized(
+                f"Authorization: {claims.kid} is not a valid key of {claims.member}"
+            )
         if status != "active":
             raise e.Unauthorized(f"Authorization: {claims.member} is suspended")
         verify_token(authorization or "", key, method, path, now, CLOCK_SKEW)

@@ -55,8 +55,9 @@ class HubClient:
     def _request(self, method: str, path: str, timeout: float | None = None,
                  **kwargs: Any) -> httpx.Response:
         try:
-            extra = {"timeout": timeout} if timeout is not None else {}
-            response = self._http.request(method, path, **kwargs, **extra)
+            if timeout is not None:
+                kwargs["timeout"] = timeout
+            response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise HubUnavailable(f"{self.base_url}: {type(exc).__name__}: {exc}") from exc
         return _checked(response, self.base_url + path)

@@ -300,8 +300,8 @@ class Node:
             opened = open_payload(parsed, self.decryption_keys)
             reply = None
             if opened.header.type == "diagnostic.ping":
-                reply = self._seal("diagnostic.pong", opened.header.sender,
-                                   {"text": f"pong from {self.member}: {opened.body['text'][:200]}"},
+                text = f"pong from {self.member}: {opened.body['text'][:200]}"
+                reply = self._seal("diagnostic.pong", opened.header.sender, {"text": text},
                                    opened.header.id, DEFAULT_LIFETIME)
         except e.ProtocolError as exc:
             self._reject(msg_id, sender, exc)

@@ -15,7 +15,7 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 
-from lintas.crypto import KeyError_, KeyPair, load_public
+from lintas.crypto import KeyMaterialError, KeyPair, load_public
 from lintas.crypto.keys import KeyUse
 from lintas.protocol.envelope import SIGN_ALG, VERIFY_ALGS, _b64json
 from lintas.protocol.errors import DirectoryError, MalformedEnvelope
@@ -147,7 +147,7 @@ def verify_directory(document: str, hub_key: OKPKey) -> Directory:
         for key in member.keys:
             try:
                 key.public()
-            except KeyError_ as exc:
+            except KeyMaterialError as exc:
                 raise DirectoryError(f"{member.code} key {key.kid}: {exc}") from exc
     return directory
 

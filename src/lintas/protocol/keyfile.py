@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lintas.crypto import KeyError_, load_public
+from lintas.crypto import KeyMaterialError, load_public
 from lintas.protocol.members import InvalidMemberCode, member_kind
 
 
@@ -45,7 +45,7 @@ def parse_member_keys(doc: Any, where: str = "key file") -> MemberKeyFile:
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
         raise KeyFileError(f"{where}: expected {{'member': CODE, 'keys': [sig JWK, enc JWK]}}")
     try:
-        member_kind(doc.get("member"))
+        member_kind(str(doc.get("member")))
     except InvalidMemberCode as exc:
         raise KeyFileError(f"{where}: member: {exc}") from exc
     found: dict[str, dict[str, Any]] = {}
@@ -55,7 +55,7 @@ def parse_member_keys(doc: Any, where: str = "key file") -> MemberKeyFile:
             raise KeyFileError(f"{where}: keys: one 'sig' and one 'enc' JWK are required")
         try:
             key = load_public(jwk, use)
-        except KeyError_ as exc:
+        except KeyMaterialError as exc:
             raise KeyFileError(f"{where}: {use} key: {exc}") from exc
         found[use] = {**dict(key.as_dict(private=False)), "kid": key.thumbprint(), "use": use}
     if set(found) != {"sig", "enc"}:

@@ -76,5 +76,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("rejected_envelopes", "inbox", "outbox", "directory_cache", "node_keys", "settings"):
+    tables = ("rejected_envelopes", "inbox", "outbox", "directory_cache", "node_keys", "settings")
+    for table in tables:
         op.drop_table(table)

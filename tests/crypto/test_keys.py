@@ -1,0 +1,72 @@
+"""Keys: generation, sealing under a passphrase, public-key import rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lintas.crypto import (
+    KeyMaterialError,
+    fingerprint,
+    generate,
+    load_public,
+    read_passphrase,
+    seal_private,
+    unseal_private,
+)
+
+PASS = "a long enough passphrase"
+
+
+def test_sealed_private_key_round_trips_only_with_the_passphrase() -> None:
+    pair = generate("sig")
+    sealed = seal_private(pair, PASS)
+    assert pair.private.as_dict(private=True)["d"] not in sealed
+    assert unseal_private(sealed, "sig", PASS).kid == pair.kid
+    with pytest.raises(KeyMaterialError, match="wrong passphrase"):
+        unseal_private(sealed, "sig", "another long passphrase")
+    with pytest.raises(KeyMaterialError, match="curve"):
+        unseal_private(sealed, "enc", PASS)
+
+
+def test_short_passphrase_is_refused() -> None:
+    with pytest.raises(KeyMaterialError, match="at least 12"):
+        seal_private(generate("enc"), "short")
+
+
+def test_public_import_refuses_private_parts_wrong_curves_and_false_kids() -> None:
+    sig, enc = generate("sig"), generate("enc")
+    assert load_public(sig.public_jwk(), "sig").thumbprint() == sig.kid
+    with pytest.raises(KeyMaterialError, match="private"):
+        load_public(dict(sig.private.as_dict(private=True)), "sig")
+    with pytest.raises(KeyMaterialError, match="Ed25519"):
+        load_public(enc.public_jwk(), "sig")
+    with pytest.raises(KeyMaterialError, match="thumbprint"):
+        load_public({**sig.public_jwk(), "kid": enc.kid}, "sig")
+    with pytest.raises(KeyMaterialError, match="JSON object"):
+        load_public("not a jwk", "sig")  # type: ignore[arg-type]
+
+
+def test_fingerprint_is_grouped_hex_of_the_thumbprint() -> None:
+    fp = fingerprint(generate("sig").public())
+    groups = fp.split(" ")
+    assert len(groups) == 16 and all(len(g) == 4 for g in groups)
+    assert fp == fp.upper()
+
+
+def test_passphrase_file_wins_over_the_variable(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    f = tmp_path / "pass"
+    f.write_text("from the file, long enough\n")
+    monkeypatch.setenv("LINTAS_T_PASSPHRASE", "from the environment variable")
+    assert read_passphrase("LINTAS_T") == "from the environment variable"
+    monkeypatch.setenv("LINTAS_T_PASSPHRASE_FILE", str(f))
+    assert read_passphrase("LINTAS_T") == "from the file, long enough"
+    monkeypatch.setenv("LINTAS_T_PASSPHRASE_FILE", str(tmp_path / "missing"))
+    with pytest.raises(KeyMaterialError, match="cannot read"):
+        read_passphrase("LINTAS_T")
+    monkeypatch.delenv("LINTAS_T_PASSPHRASE_FILE")
+    monkeypatch.delenv("LINTAS_T_PASSPHRASE")
+    with pytest.raises(KeyMaterialError, match="LINTAS_T_PASSPHRASE_FILE"):
+        read_passphrase("LINTAS_T")

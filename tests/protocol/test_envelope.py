@@ -38,7 +38,7 @@ def test_seal_refuses_unknown_types_and_bad_bodies() -> None:
     sig, enc = generate("sig"), generate("enc")
     with pytest.raises(e.UnknownMessageType):
         seal(RoutingHeader.new("gallery.dump", "AUS", "IDN", utcnow()), {}, sig, enc.public())
-    with pytest.raises(e.InvalidBody, match="body.text"):
+    with pytest.raises(e.InvalidBody, match=r"body\.text"):
         seal(RoutingHeader.new("diagnostic.ping", "AUS", "IDN", utcnow()), {"text": 5}, sig,
              enc.public())
     with pytest.raises(e.InvalidBody, match="unexpected"):

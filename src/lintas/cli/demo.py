@@ -199,6 +199,35 @@ def _play(work: Path, base_port: int, procs: list[Proc], keep_running: bool,
     for row in deliveries:
         table.add_row(row[0], row[1], row[2], row[3], f"{row[4]:.0f}")
     console.print(table)
+
+    # Store and forward: THA goes offline; the hub holds AUS's envelope until THA is back.
+    tha = next(p for p in procs if p.name == "THA")
+    _stop([tha])
+    procs.remove(tha)
+    console.print("\n[bold]THA's node is offline[/]; AUS sends it a ping anyway")
+    r = httpx.post(node_urls["AUS"] + "/api/v1/diagnostics",
+                   headers={"Authorization": f"Bearer {tokens['AUS']}"},
+                   json={"to": "THA", "text": f"are you there? [{CANARY}]"}, timeout=10)
+    held_id = r.json()["id"]
+    while _outbox_status("AUS", held_id, node_urls, tokens) != "sent":
+        if time.monotonic() > deadline:
+            raise DemoError("the hub did not accept AUS's envelope in time")
+        time.sleep(0.05)
+    _show_held_envelope(hub_db, held_id)
+    procs.append(_start("THA", ["node", "serve", "--data-dir", str(work / "THA"), "--port",
+                                str(base_port + 3), "--log-file", str(work / "THA.log")],
+                        tha.url, env, work))
+    _wait_healthy(procs[-1], deadline)
+    while True:
+        r = httpx.get(node_urls["THA"] + "/api/v1/inbox",
+                      headers={"Authorization": f"Bearer {tokens['THA']}"}, timeout=10)
+        got = [m for m in r.json() if m["id"] == held_id]
+        if got:
+            console.print(f"THA is back and received it: [italic]{got[0]['body']['text']}[/]")
+            break
+        if time.monotonic() > deadline:
+            raise DemoError("THA did not receive the held envelope in time")
+        time.sleep(0.05)
     _show_hub_store(hub_db, work)
 
     if keep_running:
@@ -212,6 +241,35 @@ def _play(work: Path, base_port: int, procs: list[Proc], keep_running: bool,
     console.print(f"[green]all processes stopped cleanly[/] in "
                   f"{time.monotonic() - started:.1f}s total")
     return 0
+
+
+def _outbox_status(code: str, msg_id: str, urls: dict[str, str], tokens: dict[str, str]) -> str:
+    r = httpx.get(urls[code] + "/api/v1/outbox",
+                  headers={"Authorization": f"Bearer {tokens[code]}"}, timeout=10)
+    return next((m["status"] for m in r.json() if m["id"] == msg_id), "unknown")
+
+
+def _show_held_envelope(hub_db: Path, msg_id: str) -> None:
+    """What the hub holds for an offline recipient: routing metadata and ciphertext."""
+    import base64
+    import json
+    import sqlite3
+
+    con = sqlite3.connect(hub_db)
+    try:
+        (envelope,) = con.execute("SELECT envelope FROM messages WHERE id = ?",
+                                  (msg_id,)).fetchone()
+    finally:
+        con.close()
+    seg = envelope.split(".")[1]
+    routing = json.loads(base64.urlsafe_b64decode(seg + "=" * (-len(seg) % 4)))
+    jwe = routing.pop("payload")
+    if CANARY in envelope:
+        raise DemoError("the canary is readable in the hub's stored envelope")
+    lines = [f"{k}: {v}" for k, v in routing.items()]
+    lines.append(f"payload (JWE for THA only, {len(jwe)} bytes): {jwe[:48]}…")
+    console.print(Panel("\n".join(lines), title="the envelope as the hub stores it "
+                        f"({len(envelope)} bytes)", subtitle="no readable payload"))
 
 
 def _show_hub_store(hub_db: Path, work: Path) -> None:

@@ -30,6 +30,7 @@ MAX_WAIT_S = 30.0
 CROSS_PROCESS_POLL_S = 0.2
 PURGE_EVERY_S = 30.0
 ENVELOPE_MEDIA_TYPE = "application/jose"
+MAX_BATCH = 200
 
 
 class ErrorBody(BaseModel):
@@ -44,6 +45,22 @@ class ErrorResponse(BaseModel):
 class Accepted(BaseModel):
     id: str
     status: str = "accepted"
+
+
+class BatchSubmit(BaseModel):
+    envelopes: list[str] = Field(min_length=1, max_length=MAX_BATCH,
+                                 description="envelopes in JWS compact serialization")
+
+
+class BatchOutcome(BaseModel):
+    index: int
+    id: str | None
+    status: str = Field(description="accepted or refused")
+    error: ErrorBody | None = None
+
+
+class BatchResult(BaseModel):
+    results: list[BatchOutcome]
 
 
 class MailboxItem(BaseModel):
@@ -175,10 +192,38 @@ def create_app(db: Database, hub_key: KeyPair, max_envelope_bytes: int | None = 
                 )
             chunks.append(chunk)
         parsed = await run_in_threadpool(relay.admit, b"".join(chunks))
-        event = arrivals.get(parsed.header.recipient)
+        wake(parsed.header.recipient)
+        return Accepted(id=parsed.header.id)
+
+    @app.post("/v1/envelopes/batch", response_model=BatchResult, responses=ERRORS,
+              tags=["relay"])
+    async def submit_batch(request: Request) -> BatchResult:
+        """Submit up to 200 envelopes at once. Each is judged on its own: the answer lists,
+        in order, which were accepted and which refused with which error."""
+        limit = relay.max_envelope_bytes * 2 + 64 * 1024
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise e.EnvelopeTooLarge(f"a batch may carry at most {limit} bytes")
+        try:
+            body = BatchSubmit.model_validate_json(await request.body())
+        except ValueError as exc:
+            raise e.BadRequest(f"envelopes: {str(exc).splitlines()[0]}") from None
+        raws = [env.encode("utf-8") for env in body.envelopes]
+        outcomes = await run_in_threadpool(relay.admit_many, raws)
+        results = []
+        for i, o in enumerate(outcomes):
+            if isinstance(o, e.ProtocolError):
+                results.append(BatchOutcome(index=i, id=None, status="refused",
+                                            error=ErrorBody(code=o.code, message=o.message)))
+            else:
+                wake(o.header.recipient)
+                results.append(BatchOutcome(index=i, id=o.header.id, status="accepted"))
+        return BatchResult(results=results)
+
+    def wake(recipient: str) -> None:
+        event = arrivals.get(recipient)
         if event is not None:
             event.set()
-        return Accepted(id=parsed.header.id)
 
     @app.get("/v1/mailbox", response_model=Mailbox, responses=ERRORS, tags=["relay"])
     async def mailbox(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ from sqlalchemy import select
 from lintas.crypto import KeyPair, generate, load_public, seal_private, unseal_private
 from lintas.hub.models import HubKey, Member, MemberKey
 from lintas.protocol.directory import Directory, DirectoryKey, DirectoryMember, sign_directory
+from lintas.protocol.envelope import CLOCK_SKEW
 from lintas.protocol.keyfile import MemberKeyFile
 from lintas.protocol.members import member_kind
 from lintas.storage import Database, utcnow
@@ -199,26 +201,36 @@ def signed_directory(db: Database, hub_key: KeyPair) -> str:
     return sign_directory(build_directory(db), hub_key)
 
 
-def member_signing_key(db: Database, code: str, kid: str, when: datetime) -> tuple[str, Any]:
-    """(status, public key) of a member's signing key valid at `when`; raises LookupError
-    naming what is missing."""
-    with db.session() as s:
-        m = s.get(Member, code)
-        if m is None:
-            raise LookupError("member")
-        k = s.get(MemberKey, kid)
-        if (
-            k is None
-            or k.member_code != code
-            or k.use != "sig"
-            or k.valid_from > when + timedelta(minutes=5)
-            or (k.valid_until is not None and k.valid_until <= when)
-        ):
-            return m.status, None
-        return m.status, load_public(json.loads(k.public_jwk), "sig")
+@dataclass(frozen=True)
+class SigningKey:
+    member: str
+    public: Any
+    valid_from: datetime
+    valid_until: datetime | None
+
+    def valid_at(self, when: datetime) -> bool:
+        # A key registered "now" at the hub may sign envelopes stamped slightly earlier by
+        # a node whose clock is behind: allow the protocol's clock skew at the start.
+        return self.valid_from <= when + CLOCK_SKEW and (
+            self.valid_until is None or when < self.valid_until
+        )
 
 
-def member_status(db: Database, code: str) -> str | None:
+def snapshot(
+    db: Database, codes: set[str], kids: set[str]
+) -> tuple[dict[str, str], dict[str, SigningKey]]:
+    """Statuses of the named members and the named signing keys, in one read."""
     with db.session() as s:
-        m = s.get(Member, code)
-        return m.status if m else None
+        statuses = {code: status for code, status in s.execute(
+            select(Member.code, Member.status).where(Member.code.in_(codes)))}
+        rows = s.scalars(select(MemberKey).where(MemberKey.kid.in_(kids),
+                                                 MemberKey.use == "sig")).all()
+        keys = {r.kid: SigningKey(r.member_code, _public(r.public_jwk), r.valid_from,
+                                  r.valid_until) for r in rows}
+    return statuses, keys
+
+
+@functools.lru_cache(maxsize=4096)
+def _public(jwk_json: str) -> Any:
+    """Parsed public keys, cached: a key's JWK never changes for a given kid."""
+    return load_public(json.loads(jwk_json), "sig")

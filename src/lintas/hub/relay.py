@@ -48,93 +48,154 @@ class Relay:
     # --- intake -----------------------------------------------------------------------
 
     def admit(self, raw: bytes, now: datetime | None = None) -> ParsedEnvelope:
-        """Check an envelope from its routing header and store it, or raise a ProtocolError."""
-        now = now or utcnow()
-        try:
-            parsed = self._check(raw, now)
-            self._store(parsed, now)
-        except e.ProtocolError as exc:
-            log.info("refused code=%s size=%d reason=%s", exc.code, len(raw), exc.message)
-            raise
-        h = parsed.header
-        log.info(
-            "accepted id=%s from=%s to=%s type=%s size=%d expires=%s",
-            h.id, h.sender, h.recipient, h.type, parsed.size, h.expires.isoformat(),
-        )
-        return parsed
+        """Check one envelope from its routing header and store it, or raise ProtocolError."""
+        (outcome,) = self.admit_many([raw], now)
+        if isinstance(outcome, e.ProtocolError):
+            raise outcome
+        return outcome
 
-    def _check(self, raw: bytes, now: datetime) -> ParsedEnvelope:
+    def admit_many(
+        self, raws: list[bytes], now: datetime | None = None
+    ) -> list[ParsedEnvelope | e.ProtocolError]:
+        """Check and store a batch; one outcome per envelope, in order.
+
+        Every envelope is judged on its own (one refusal does not refuse the others).
+        The directory is read once per batch and the accepted envelopes are written in
+        one transaction, which is what makes batches cheap.
+        """
+        now = now or utcnow()
+        outcomes: list[ParsedEnvelope | e.ProtocolError] = []
+        for raw in raws:
+            try:
+                outcomes.append(self._parse(raw, now))
+            except e.ProtocolError as exc:
+                outcomes.append(exc)
+        parsed = [o for o in outcomes if isinstance(o, ParsedEnvelope)]
+        if parsed:
+            refusals = self._check_against_directory(parsed, now)
+            outcomes = [refusals.get(id(o), o) if isinstance(o, ParsedEnvelope) else o
+                        for o in outcomes]
+            outcomes = self._store(outcomes, now)
+        for raw, o in zip(raws, outcomes, strict=True):
+            if isinstance(o, e.ProtocolError):
+                log.info("refused code=%s size=%d reason=%s", o.code, len(raw), o.message)
+            else:
+                h = o.header
+                log.info("accepted id=%s from=%s to=%s type=%s size=%d expires=%s", h.id,
+                         h.sender, h.recipient, h.type, o.size, h.expires.isoformat())
+        return outcomes
+
+    def _parse(self, raw: bytes, now: datetime) -> ParsedEnvelope:
         if len(raw) > self.max_envelope_bytes:
             raise e.EnvelopeTooLarge(
                 f"the envelope has {len(raw)} bytes; this hub accepts at most "
                 f"{self.max_envelope_bytes}"
             )
         parsed = parse(raw)
-        h = parsed.header
-        check_times(h, now)
-        if not is_known_type(h.type):
-            raise e.UnknownMessageType(f"type {h.type!r} is not a Lintas message type")
-        try:
-            status, key = registry.member_signing_key(self.db, h.sender, parsed.kid, now)
-        except LookupError:
-            raise e.UnknownSender(f"{h.sender} is not a member of this hub") from None
-        if status != "active":
-            raise e.SenderSuspended(f"{h.sender} is suspended and may not send")
-        if key is None:
-            raise e.UnknownKey(f"{parsed.kid} is not a valid signing key of {h.sender} now")
-        verify_signature(parsed, key)
-        recipient = registry.member_status(self.db, h.recipient)
-        if recipient is None:
-            raise e.UnknownRecipient(f"{h.recipient} is not a member of this hub")
-        if recipient != "active":
-            raise e.RecipientSuspended(f"{h.recipient} is suspended and cannot receive")
+        check_times(parsed.header, now)
+        if not is_known_type(parsed.header.type):
+            raise e.UnknownMessageType(
+                f"type {parsed.header.type!r} is not a Lintas message type"
+            )
         return parsed
 
-    def _store(self, parsed: ParsedEnvelope, now: datetime) -> None:
-        h = parsed.header
+    def _check_against_directory(
+        self, batch: list[ParsedEnvelope], now: datetime
+    ) -> dict[int, e.ProtocolError]:
+        """Sender, key, signature and recipient checks; returns refusals by id(envelope)."""
+        codes = {p.header.sender for p in batch} | {p.header.recipient for p in batch}
+        members, keys = registry.snapshot(self.db, codes, {p.kid for p in batch})
+        refusals: dict[int, e.ProtocolError] = {}
+        for p in batch:
+            h = p.header
+            try:
+                sender = members.get(h.sender)
+                if sender is None:
+                    raise e.UnknownSender(f"{h.sender} is not a member of this hub")
+                if sender != "active":
+                    raise e.SenderSuspended(f"{h.sender} is suspended and may not send")
+                key = keys.get(p.kid)
+                if key is None or key.member != h.sender or not key.valid_at(now):
+                    raise e.UnknownKey(f"{p.kid} is not a valid signing key of {h.sender} now")
+                verify_signature(p, key.public)
+                recipient = members.get(h.recipient)
+                if recipient is None:
+                    raise e.UnknownRecipient(f"{h.recipient} is not a member of this hub")
+                if recipient != "active":
+                    raise e.RecipientSuspended(f"{h.recipient} is suspended and cannot receive")
+            except e.ProtocolError as exc:
+                refusals[id(p)] = exc
+        return refusals
+
+    def _store(
+        self, outcomes: list[ParsedEnvelope | e.ProtocolError], now: datetime
+    ) -> list[ParsedEnvelope | e.ProtocolError]:
+        accepted = [o for o in outcomes if isinstance(o, ParsedEnvelope)]
+        if not accepted:
+            return outcomes
+        with self.db.session() as s:
+            known = set(s.scalars(select(Message.id).where(
+                Message.id.in_([p.header.id for p in accepted]))))
+        seen: set[str] = set()
+        result: list[ParsedEnvelope | e.ProtocolError] = []
+        for o in outcomes:
+            if isinstance(o, ParsedEnvelope):
+                if o.header.id in known or o.header.id in seen:
+                    o = e.DuplicateMessage(f"message {o.header.id} was already accepted "
+                                           "(replay?)")
+                else:
+                    seen.add(o.header.id)
+            result.append(o)
+        rows = [self._row(o, now) for o in result if isinstance(o, ParsedEnvelope)]
         try:
             with self.db.session() as s:
-                s.add(
-                    Message(
-                        id=h.id,
-                        sender=h.sender,
-                        recipient=h.recipient,
-                        type=h.type,
-                        size=parsed.size,
-                        created_at=h.created,
-                        expires_at=h.expires,
-                        received_at=now,
-                        envelope=parsed.raw,
-                        delivery_count=0,
-                    )
-                )
+                s.add_all(rows)
         except IntegrityError:
-            raise e.DuplicateMessage(f"message {h.id} was already accepted (replay?)") from None
+            # Another hub process stored one of these ids in the meantime: go one by one.
+            return [self._store_one(o, now) if isinstance(o, ParsedEnvelope) else o
+                    for o in result]
+        return result
+
+    def _store_one(self, p: ParsedEnvelope, now: datetime) -> ParsedEnvelope | e.ProtocolError:
+        try:
+            with self.db.session() as s:
+                s.add(self._row(p, now))
+        except IntegrityError:
+            return e.DuplicateMessage(f"message {p.header.id} was already accepted (replay?)")
+        return p
+
+    @staticmethod
+    def _row(p: ParsedEnvelope, now: datetime) -> Message:
+        h = p.header
+        return Message(id=h.id, sender=h.sender, recipient=h.recipient, type=h.type,
+                       size=p.size, created_at=h.created, expires_at=h.expires,
+                       received_at=now, envelope=p.raw, delivery_count=0)
 
     # --- mailbox ----------------------------------------------------------------------
 
     def authenticate(self, authorization: str | None, method: str, path: str) -> str:
         now = utcnow()
         claims = read_claims(authorization)
-        try:
-            status, key = registry.member_signing_key(self.db, claims.member, claims.kid, now)
-        except LookupError:
-            raise e.Unauthorized(f"Authorization: {claims.member} is not a member") from None
-        if key is None:
+        members, keys = registry.snapshot(self.db, {claims.member}, {claims.kid})
+        status, key = members.get(claims.member), keys.get(claims.kid)
+        if status is None:
+            raise e.Unauthorized(f"Authorization: {claims.member} is not a member")
+        if key is None or key.member != claims.member or not key.valid_at(now):
             raise e.Unauthorized(
                 f"Authorization: {claims.kid} is not a valid key of {claims.member}"
             )
         if status != "active":
             raise e.Unauthorized(f"Authorization: {claims.member} is suspended")
-        verify_token(authorization or "", key, method, path, now, CLOCK_SKEW)
+        verify_token(authorization or "", key.public, method, path, now, CLOCK_SKEW)
         return claims.member
 
     def lease(self, member: str, limit: int, now: datetime | None = None) -> list[Delivery]:
         """Hand out up to `limit` waiting envelopes, each to one poller at a time.
 
-        The conditional UPDATE is a compare-and-swap on the lease: of two hub processes
-        racing for the same row (on PostgreSQL or SQLite), exactly one wins it. An
-        envelope not acknowledged within the lease is offered again.
+        One UPDATE ... RETURNING whose WHERE re-checks that the row is still free: of two
+        hub processes racing for a row (PostgreSQL re-evaluates the condition on the
+        locked row; SQLite runs the statement under its write lock), exactly one wins
+        it. An envelope not acknowledged within the lease is offered again.
         """
         now = now or utcnow()
         token = str(uuid.uuid4())
@@ -145,28 +206,19 @@ class Relay:
             Message.expires_at > now,
             or_(Message.leased_until.is_(None), Message.leased_until < now),
         )
-        with self.db.session() as s:
-            ids = s.scalars(
-                select(Message.id).where(claimable).order_by(Message.received_at).limit(limit)
-            ).all()
-            if not ids:
-                return []
-            s.execute(
-                update(Message)
-                .where(Message.id.in_(ids), claimable)
-                .values(
-                    leased_until=now + LEASE,
-                    lease_token=token,
-                    delivery_count=Message.delivery_count + 1,
-                )
-                .execution_options(synchronize_session=False)
-            )
+        oldest = (select(Message.id).where(claimable).order_by(Message.received_at)
+                  .limit(limit).scalar_subquery())
         with self.db.session() as s:
             rows = s.execute(
-                select(Message.id, Message.envelope, Message.sender, Message.type)
-                .where(Message.lease_token == token)
-                .order_by(Message.received_at)
+                update(Message)
+                .where(Message.id.in_(oldest), claimable)
+                .values(leased_until=now + LEASE, lease_token=token,
+                        delivery_count=Message.delivery_count + 1)
+                .returning(Message.id, Message.envelope, Message.sender, Message.type,
+                           Message.received_at)
+                .execution_options(synchronize_session=False)
             ).all()
+        rows = sorted(rows, key=lambda r: r.received_at)
         for row in rows:
             log.info("delivered id=%s from=%s to=%s type=%s", row.id, row.sender, member, row.type)
         return [Delivery(r.id, r.envelope) for r in rows if r.envelope is not None]

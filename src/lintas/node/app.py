@@ -47,6 +47,7 @@ class ErrorResponse(BaseModel):
 class DiagnosticRequest(BaseModel):
     to: str = Field(description="member code of the recipient, e.g. IDN", examples=["IDN"])
     text: str = Field(min_length=1, max_length=MAX_DIAGNOSTIC_TEXT, examples=["hello"])
+    reply: bool = Field(True, description="ask the recipient's node to answer with a pong")
 
 
 class Queued(BaseModel):
@@ -130,12 +131,15 @@ def create_app(node: Node, run_loops: bool = True) -> FastAPI:
 
             async def sender_step() -> float:
                 sender_c.key = node.signing_key()
-                await run_in_threadpool(node.send_due, sender_c)
+                # Cleared before reading the outbox, so that a message queued while we
+                # send still wakes the next round.
+                wake_sender.clear()
+                if await run_in_threadpool(node.send_due, sender_c):
+                    return 0.0  # there may be more
                 due = await run_in_threadpool(node.next_due)
                 wait = 5.0
                 if due is not None:
                     wait = max(0.0, min(wait, (due - utcnow()).total_seconds()))
-                wake_sender.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake_sender.wait(), wait)
                 return 0.0
@@ -216,8 +220,10 @@ def create_app(node: Node, run_loops: bool = True) -> FastAPI:
             raise e.BadRequest(f"to: {req.to!r} is not a member code (e.g. IDN)")
         if req.to == node.member:
             raise e.BadRequest("to: a node cannot send to itself")
-        msg_id = await run_in_threadpool(node.enqueue, "diagnostic.ping", req.to,
-                                         {"text": req.text})
+        body: dict[str, Any] = {"text": req.text}
+        if not req.reply:
+            body["reply"] = False
+        msg_id = await run_in_threadpool(node.enqueue, "diagnostic.ping", req.to, body)
         wake_sender.set()
         return Queued(id=msg_id)
 

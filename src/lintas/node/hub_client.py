@@ -74,6 +74,16 @@ class HubClient:
             headers={"Content-Type": ENVELOPE_MEDIA_TYPE},
         )
 
+    def submit_batch(self, envelopes: list[str]) -> list[e.ProtocolError | None]:
+        """Submit several envelopes in one request: None for each accepted one, else the
+        typed refusal."""
+        response = self._request("POST", "/v1/envelopes/batch", json={"envelopes": envelopes})
+        results = response.json()["results"]
+        if len(results) != len(envelopes):
+            raise HubUnavailable("the hub answered a batch with the wrong number of results")
+        return [None if r["status"] == "accepted" else e.from_json(400, {"error": r["error"]})
+                for r in results]
+
     def mailbox(self, wait: float, limit: int = 100) -> list[dict[str, str]]:
         response = self._request(
             "GET", "/v1/mailbox", params={"wait": wait, "limit": limit},

@@ -8,6 +8,7 @@ transaction keyed by the message id, and the hub is acknowledged only after that
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lintas.crypto import KeyPair, generate, load_public, seal_private, unseal_private
@@ -219,9 +220,9 @@ class Node:
             s.add(self._outbox_row(header, envelope))
         return header.id
 
-    def send_due(self, client: HubClient, limit: int = 200) -> int:
-        """Send what is due; returns how many the hub accepted. Stops at the first sign
-        that the hub is unreachable (the rest waits for the next round)."""
+    def send_due(self, client: HubClient, limit: int = 100) -> int:
+        """Send what is due, as one batch; returns how many the hub accepted. If the hub
+        cannot be reached, the whole batch backs off and waits for the next round."""
         now = utcnow()
         with self.db.session() as s:
             due = s.scalars(
@@ -229,40 +230,43 @@ class Node:
                 .where(OutboxMessage.status == "queued", OutboxMessage.next_attempt_at <= now)
                 .order_by(OutboxMessage.next_attempt_at).limit(limit)
             ).all()
-        sent = 0
+        if not due:
+            return 0
+        updates: dict[str, dict[str, Any]] = {}
+        live = []
         for msg in due:
-            outcome: dict[str, Any]
-            if msg.expires_at <= utcnow():
-                outcome = {"status": "expired", "last_error": "expired before the hub accepted it"}
+            if msg.expires_at <= now:
+                updates[msg.id] = {"status": "expired",
+                                   "last_error": "expired before the hub accepted it"}
             else:
-                try:
-                    client.submit(msg.envelope)
-                    outcome = {"status": "sent", "sent_at": utcnow(), "last_error": None}
-                except e.DuplicateMessage:
-                    # An earlier attempt reached the hub but its answer was lost.
-                    outcome = {"status": "sent", "sent_at": utcnow(), "last_error": None}
-                except e.ProtocolError as exc:
-                    outcome = {"status": "failed", "last_error": f"{exc.code}: {exc.message}"}
-                except HubUnavailable as exc:
-                    self.last_error = str(exc)
+                live.append(msg)
+        if live:
+            try:
+                outcomes = client.submit_batch([m.envelope for m in live])
+            except HubUnavailable as exc:
+                self.last_error = str(exc)
+                for msg in live:
                     delay = min(MAX_BACKOFF_S, 0.5 * 2 ** msg.attempts) * random.uniform(0.8, 1.2)
-                    self._update_outbox(msg.id, attempts=msg.attempts + 1, last_error=str(exc),
-                                        next_attempt_at=utcnow() + timedelta(seconds=delay))
-                    break
-            self._update_outbox(msg.id, attempts=msg.attempts + 1, **outcome)
-            if outcome["status"] == "sent":
-                sent += 1
-                self.last_contact = utcnow()
+                    updates[msg.id] = {"last_error": str(exc),
+                                       "next_attempt_at": now + timedelta(seconds=delay)}
             else:
-                log.warning("outbox id=%s to=%s: %s", msg.id, msg.recipient, outcome["last_error"])
-        return sent
-
-    def _update_outbox(self, msg_id: str, **values: Any) -> None:
+                sent_at = utcnow()
+                self.last_contact = sent_at
+                for msg, err in zip(live, outcomes, strict=True):
+                    # A duplicate means an earlier attempt reached the hub but its answer
+                    # was lost: the message is sent.
+                    if err is None or isinstance(err, e.DuplicateMessage):
+                        updates[msg.id] = {"status": "sent", "sent_at": sent_at,
+                                           "last_error": None}
+                    else:
+                        updates[msg.id] = {"status": "failed",
+                                           "last_error": f"{err.code}: {err.message}"}
+                        log.warning("outbox id=%s to=%s refused: %s", msg.id, msg.recipient,
+                                    updates[msg.id]["last_error"])
+        rows = [{"id": m.id, "attempts": m.attempts + 1, **updates[m.id]} for m in due]
         with self.db.session() as s:
-            row = s.get(OutboxMessage, msg_id)
-            assert row is not None
-            for key, value in values.items():
-                setattr(row, key, value)
+            s.execute(update(OutboxMessage), rows)  # bulk UPDATE by primary key
+        return sum(1 for u in updates.values() if u.get("status") == "sent")
 
     def next_due(self) -> datetime | None:
         with self.db.session() as s:
@@ -282,13 +286,36 @@ class Node:
         return handled
 
     def handle(self, items: list[dict[str, str]], client: HubClient | None = None) -> int:
-        """Receive a batch from the mailbox; after this returns, all of it may be acked
-        (each envelope was stored, was a duplicate, or was rejected and recorded)."""
-        return sum(1 for item in items if self.receive(item["envelope"], client))
+        """Receive a batch from the mailbox in one transaction; returns how many were new.
+
+        After this returns, all of the batch may be acknowledged: each envelope was stored,
+        was a duplicate, or was rejected and recorded.
+        """
+        opened, rejects = [], []
+        for item in items:
+            result = self._open(item["envelope"], client)
+            if isinstance(result, RejectedEnvelope):
+                rejects.append(result)
+            else:
+                opened.append(result)
+        try:
+            return self._commit(opened, rejects)
+        except IntegrityError:
+            # Another process of this node stored some of them meanwhile: one by one.
+            new = 0
+            for o in opened:
+                with contextlib.suppress(IntegrityError):
+                    new += self._commit([o], [])
+            if rejects:
+                self._commit([], rejects)
+            return new
 
     def receive(self, raw: str, client: HubClient | None = None) -> bool:
-        """Verify, decrypt and store one envelope. True if it was new and accepted; False if
-        it was a duplicate or was refused (the refusal is recorded, without content)."""
+        """Verify, decrypt and store one envelope. True if it was new and accepted; False
+        if it was a duplicate or was refused (the refusal is recorded, without content)."""
+        return self.handle([{"envelope": raw}], client) == 1
+
+    def _open(self, raw: str, client: HubClient | None) -> Any:
         msg_id, sender = "?", None
         try:
             parsed = parse(raw)
@@ -299,28 +326,40 @@ class Node:
             verify_signature(parsed, key)
             opened = open_payload(parsed, self.decryption_keys)
             reply = None
-            if opened.header.type == "diagnostic.ping":
+            if opened.header.type == "diagnostic.ping" and opened.body.get("reply", True):
                 text = f"pong from {self.member}: {opened.body['text'][:200]}"
                 reply = self._seal("diagnostic.pong", opened.header.sender, {"text": text},
                                    opened.header.id, DEFAULT_LIFETIME)
+            return opened, reply
         except e.ProtocolError as exc:
-            self._reject(msg_id, sender, exc)
-            return False
-        h = opened.header
-        try:
-            with self.db.session() as s:
+            log.warning("rejected id=%s from=%s code=%s", msg_id, sender, exc.code)
+            return RejectedEnvelope(message_id=msg_id[:36], claimed_sender=sender,
+                                    code=exc.code, reason=exc.message[:500], at=utcnow())
+
+    def _commit(self, opened: list[Any], rejects: list[RejectedEnvelope]) -> int:
+        if not opened and not rejects:
+            return 0
+        now = utcnow()
+        new = 0
+        with self.db.session() as s:
+            ids = [o.header.id for o, _ in opened]
+            known = set(s.scalars(select(InboxMessage.id).where(InboxMessage.id.in_(ids))))
+            for o, reply in opened:
+                h = o.header
+                if h.id in known:
+                    continue  # at-least-once delivery, exactly-once handling
+                known.add(h.id)
                 s.add(InboxMessage(
                     id=h.id, sender=h.sender, type=h.type,
-                    body=json.dumps(opened.body, ensure_ascii=False), created_at=h.created,
-                    received_at=utcnow(), in_reply_to=h.in_reply_to, agreement=h.agreement,
+                    body=json.dumps(o.body, ensure_ascii=False), created_at=h.created,
+                    received_at=now, in_reply_to=h.in_reply_to, agreement=h.agreement,
                 ))
-                s.flush()
                 if reply is not None:
                     s.add(self._outbox_row(*reply))
-        except IntegrityError:
-            return False  # already handled: at-least-once delivery, exactly-once handling
-        log.info("received id=%s from=%s type=%s", h.id, h.sender, h.type)
-        return True
+                new += 1
+                log.info("received id=%s from=%s type=%s", h.id, h.sender, h.type)
+            s.add_all(rejects)
+        return new
 
     def _sender_key(self, sender: str, kid: str, client: HubClient | None) -> Any:
         now = utcnow()
@@ -336,12 +375,6 @@ class Node:
             if attempt == 0 and client is not None:
                 self.refresh_directory(client)  # a new member or a rotated key
         raise e.UnknownKey(f"{kid} is not a valid signing key of {sender}")
-
-    def _reject(self, msg_id: str, sender: str | None, exc: e.ProtocolError) -> None:
-        log.warning("rejected id=%s from=%s code=%s", msg_id, sender, exc.code)
-        with self.db.session() as s:
-            s.add(RejectedEnvelope(message_id=msg_id[:36], claimed_sender=sender, code=exc.code,
-                                   reason=exc.message[:500], at=utcnow()))
 
     # --- views ------------------------------------------------------------------------
 

@@ -15,22 +15,33 @@ TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){1,3}$")
 MAX_DIAGNOSTIC_TEXT = 4096
 
 
-def _diagnostic(body: dict[str, Any]) -> None:
+def _text(body: dict[str, Any], allowed: set[str]) -> None:
     text = body.get("text")
     if not isinstance(text, str):
         raise InvalidBody("body.text: required, a string")
     if len(text) > MAX_DIAGNOSTIC_TEXT:
         raise InvalidBody(f"body.text: at most {MAX_DIAGNOSTIC_TEXT} characters")
-    extra = set(body) - {"text"}
+    extra = set(body) - allowed
     if extra:
         raise InvalidBody(f"body: unexpected field(s) {sorted(extra)}")
 
 
+def _ping(body: dict[str, Any]) -> None:
+    _text(body, {"text", "reply"})
+    if not isinstance(body.get("reply", True), bool):
+        raise InvalidBody("body.reply: true or false")
+
+
+def _pong(body: dict[str, Any]) -> None:
+    _text(body, {"text"})
+
+
 # type -> body validator
 MESSAGE_TYPES: dict[str, Callable[[dict[str, Any]], None]] = {
-    # A member checks its path to another member; the recipient node answers with a pong.
-    "diagnostic.ping": _diagnostic,
-    "diagnostic.pong": _diagnostic,
+    # A member checks its path to another member; the recipient node answers with a pong
+    # unless the ping says "reply": false (a one-way diagnostic message).
+    "diagnostic.ping": _ping,
+    "diagnostic.pong": _pong,
 }
 
 

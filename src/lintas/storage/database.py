@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,6 +73,12 @@ class Database:
         self.migrations = migrations
         self.version_table = version_table
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time; when threads of one process collide, its busy
+        # handler sleeps for 1-100 ms. Taking turns in-process avoids those stalls (and the
+        # deferred-transaction upgrade failures); other processes still use busy_timeout.
+        self._turn: threading.RLock | None = (
+            threading.RLock() if self.engine.dialect.name == "sqlite" else None
+        )
 
     def _alembic_config(self) -> Config:
         from alembic.config import Config  # imported late: alembic is slow to import
@@ -111,7 +118,11 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A unit of work: committed on success, rolled back on any error."""
-        with self._sessions() as session, session.begin():
+        if self._turn is None:
+            with self._sessions() as session, session.begin():
+                yield session
+            return
+        with self._turn, self._sessions() as session, session.begin():
             yield session
 
     def dispose(self) -> None:

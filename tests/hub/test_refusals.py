@@ -81,6 +81,7 @@ CASES: dict[str, tuple[int, str]] = {
     "not_json": (400, "malformed_envelope"),
     "bad_id": (400, "malformed_envelope"),
     "unknown_field": (400, "malformed_envelope"),
+    "version_not_int": (400, "malformed_envelope"),
     "alg_hs256": (400, "unsupported_algorithm"),
     "alg_none": (400, "unsupported_algorithm"),
     "unknown_sender": (403, "unknown_sender"),
@@ -119,6 +120,8 @@ def test_refused_envelope_leaves_nothing_stored(
                       key=aus.signing_key())
     elif case == "unknown_field":
         body = resign(good, routing={**routing, "note": "x"}, key=aus.signing_key())
+    elif case == "version_not_int":
+        body = resign(good, routing={**routing, "v": True}, key=aus.signing_key())
     elif case == "alg_hs256":
         body = f"{b64({**unb64(h), 'alg': 'HS256'})}.{p}.{_sig}"
     elif case == "alg_none":
@@ -138,7 +141,7 @@ def test_refused_envelope_leaves_nothing_stored(
     elif case == "bad_signature":
         body = resign(good, routing={**routing, "type": "diagnostic.pong"})
     elif case == "moved_payload":
-        # IDN's own envelope with AUS's payload pasted in: the signature no longer holds.
+        # The payload of another AUS envelope pasted in: the signature no longer holds.
         other = envelope(aus)
         body = resign(good, routing={**routing, "payload": unb64(other.split(".")[1])["payload"]})
     elif case == "unregistered_key":

@@ -146,3 +146,32 @@ def test_directory_is_signed_and_lists_members(
     member = directory.members["AUS"]
     assert member.active and {k.use for k in member.keys} == {"sig", "enc"}
     assert member.key(aus.signing_key().kid, "sig", utcnow()) is not None
+
+
+def test_ack_token_is_bound_to_its_body(hub: HubFixture, make_node: Callable[..., Node]) -> None:
+    from lintas.protocol.auth import make_token
+
+    aus, idn = make_node("AUS"), make_node("IDN")
+    aus.enqueue("diagnostic.ping", "IDN", {"text": "x"})
+    with hub.client(aus) as ca:
+        aus.send_due(ca)
+    (row,) = message_rows(hub)
+    signed_for = json.dumps({"ids": ["00000000-0000-4000-8000-000000000000"]}).encode()
+    token = make_token("IDN", idn.signing_key(), "POST", "/v1/mailbox/ack", utcnow(), signed_for)
+    r = httpx.post(hub.url + "/v1/mailbox/ack", content=json.dumps({"ids": [row.id]}),
+                   headers={"Authorization": f"Lintas {token}",
+                            "Content-Type": "application/json"})
+    assert r.status_code == 401 and "another request" in r.json()["error"]["message"]
+    assert message_rows(hub)[0].envelope is not None
+
+
+def test_suspended_member_cannot_poll(hub: HubFixture, make_node: Callable[..., Node]) -> None:
+    import pytest
+
+    from lintas.hub import registry
+    from lintas.protocol import errors as e
+
+    idn = make_node("IDN")
+    registry.set_status(hub.db, "IDN", "suspended", "test")
+    with hub.client(idn) as ci, pytest.raises(e.Unauthorized, match="suspended"):
+        ci.mailbox(wait=0)

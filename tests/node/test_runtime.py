@@ -29,7 +29,7 @@ def rejected(node: Node) -> list[RejectedEnvelope]:
 def sealed(sender: Node, to: str, text: str = "x", when=None) -> str:
     now = when or utcnow()
     header = RoutingHeader.new("diagnostic.ping", sender.member, to, now)
-    enc = sender.directory().members[to].current_encryption_key(now)
+    enc = sender.directory().members[to].current_encryption_key(utcnow())
     assert enc is not None
     return seal(header, {"text": text}, sender.signing_key(), enc.public())
 
@@ -176,3 +176,48 @@ def test_private_keys_are_not_stored_in_clear(hub: HubFixture,
     for row in rows:
         assert row.private_sealed.count(".") == 4  # a JWE
         assert not any(d in row.private_sealed or d in row.public_jwk for d in secrets)
+
+
+def test_running_node_picks_up_its_rotated_keys_without_a_restart(
+    hub: HubFixture, make_node: Callable[..., Node]
+) -> None:
+    aus, idn = make_node("AUS"), make_node("IDN")
+    doc = rotate_node_keys(idn.db, PASSPHRASE)  # as `lintas node rotate-key` would, aside
+    registry.rotate_keys(hub.db, parse_member_keys(doc), overlap=timedelta(hours=1))
+    refresh_all(hub)  # IDN (still running, same object) sees its new keys listed
+    new_enc = doc["keys"][1]["kid"]
+    assert aus.directory().members["IDN"].current_encryption_key(utcnow()).kid == new_enc
+    assert idn.signing_key().kid == doc["keys"][0]["kid"]
+    assert idn.receive(sealed(aus, "IDN", "to the new key")) is True
+
+
+def test_expired_envelope_is_rejected_by_the_node_too(
+    hub: HubFixture, make_node: Callable[..., Node]
+) -> None:
+    aus, idn = make_node("AUS"), make_node("IDN")
+    late = sealed(aus, "IDN", when=utcnow() - timedelta(days=2))  # expired a day ago
+    assert idn.receive(late) is False
+    assert rejected(idn)[0].code == "expired"
+
+
+def test_a_ping_is_kept_even_if_its_pong_cannot_be_sealed(
+    hub: HubFixture, make_node: Callable[..., Node]
+) -> None:
+    aus, idn = make_node("AUS"), make_node("IDN")
+    env = sealed(aus, "IDN", "keep me")
+    registry.set_status(hub.db, "AUS", "suspended", "test")
+    refresh_all(hub)
+    # IDN's directory now says AUS is suspended: the envelope (sent before) is refused...
+    assert idn.receive(env) is False
+    registry.set_status(hub.db, "AUS", "active", None)
+    refresh_all(hub)
+    # ...but when only the reply is impossible (no valid encryption key for AUS), the ping
+    # itself is kept.
+    members = dict(idn.directory().members)
+    aus_entry = members["AUS"]
+    members["AUS"] = type(aus_entry)(aus_entry.code, aus_entry.name, aus_entry.kind,
+                                     aus_entry.status,
+                                     tuple(k for k in aus_entry.keys if k.use == "sig"))
+    idn._directory = Directory(issued_at=idn.directory().issued_at, members=members)
+    assert idn.receive(env) is True
+    assert [m.type for m in idn.outbox()] == []

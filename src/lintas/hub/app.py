@@ -256,7 +256,8 @@ def create_app(db: Database, hub_key: KeyPair, max_envelope_bytes: int | None = 
     async def ack(request: Request, body: AckRequest) -> AckResult:
         """Acknowledge envelopes: the hub drops their payloads at once."""
         member = await run_in_threadpool(
-            relay.authenticate, request.headers.get("authorization"), "POST", "/v1/mailbox/ack"
+            relay.authenticate, request.headers.get("authorization"), "POST", "/v1/mailbox/ack",
+            await request.body(),
         )
         return AckResult(acked=await run_in_threadpool(relay.ack, member, body.ids))
 

@@ -220,13 +220,16 @@ def snapshot(
     db: Database, codes: set[str], kids: set[str]
 ) -> tuple[dict[str, str], dict[str, SigningKey]]:
     """Statuses of the named members and the named signing keys, in one read."""
-    with db.session() as s:
-        statuses = {code: status for code, status in s.execute(
-            select(Member.code, Member.status).where(Member.code.in_(codes)))}
-        rows = s.scalars(select(MemberKey).where(MemberKey.kid.in_(kids),
-                                                 MemberKey.use == "sig")).all()
-        keys = {r.kid: SigningKey(r.member_code, _public(r.public_jwk), r.valid_from,
-                                  r.valid_until) for r in rows}
+    k = MemberKey.__table__.c
+    with db.connection() as conn:  # Core, not the ORM: this runs for every request
+        statuses = {code: status for code, status in conn.execute(
+            select(Member.__table__.c.code, Member.__table__.c.status)
+            .where(Member.__table__.c.code.in_(codes)))}
+        rows = conn.execute(select(k.kid, k.member_code, k.public_jwk, k.valid_from,
+                                   k.valid_until)
+                            .where(k.kid.in_(kids), k.use == "sig")).all()
+    keys = {r.kid: SigningKey(r.member_code, _public(r.public_jwk), r.valid_from,
+                              r.valid_until) for r in rows}
     return statuses, keys
 
 

@@ -10,8 +10,9 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import Table, and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lintas.hub import registry
@@ -29,6 +30,7 @@ from lintas.protocol.messages import is_known_type
 from lintas.storage import Database, utcnow
 
 log = logging.getLogger("lintas.hub.relay")
+MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 
 DEFAULT_MAX_ENVELOPE = 16 * 1024 * 1024
 LEASE = timedelta(seconds=30)
@@ -148,8 +150,8 @@ class Relay:
             result.append(o)
         rows = [self._row(o, now) for o in result if isinstance(o, ParsedEnvelope)]
         try:
-            with self.db.session() as s:
-                s.add_all(rows)
+            with self.db.connection() as conn:
+                conn.execute(insert(MESSAGES), rows)
         except IntegrityError:
             # Another hub process stored one of these ids in the meantime: go one by one.
             return [self._store_one(o, now) if isinstance(o, ParsedEnvelope) else o
@@ -158,22 +160,24 @@ class Relay:
 
     def _store_one(self, p: ParsedEnvelope, now: datetime) -> ParsedEnvelope | e.ProtocolError:
         try:
-            with self.db.session() as s:
-                s.add(self._row(p, now))
+            with self.db.connection() as conn:
+                conn.execute(insert(MESSAGES), [self._row(p, now)])
         except IntegrityError:
             return e.DuplicateMessage(f"message {p.header.id} was already accepted (replay?)")
         return p
 
     @staticmethod
-    def _row(p: ParsedEnvelope, now: datetime) -> Message:
+    def _row(p: ParsedEnvelope, now: datetime) -> dict[str, Any]:
         h = p.header
-        return Message(id=h.id, sender=h.sender, recipient=h.recipient, type=h.type,
-                       size=p.size, created_at=h.created, expires_at=h.expires,
-                       received_at=now, envelope=p.raw, delivery_count=0)
+        return {"id": h.id, "sender": h.sender, "recipient": h.recipient, "type": h.type,
+                "size": p.size, "created_at": h.created, "expires_at": h.expires,
+                "received_at": now, "envelope": p.raw, "delivery_count": 0,
+                "leased_until": None, "lease_token": None, "acked_at": None}
 
     # --- mailbox ----------------------------------------------------------------------
 
-    def authenticate(self, authorization: str | None, method: str, path: str) -> str:
+    def authenticate(self, authorization: str | None, method: str, path: str,
+                     body: bytes = b"") -> str:
         now = utcnow()
         claims = read_claims(authorization)
         members, keys = registry.snapshot(self.db, {claims.member}, {claims.kid})
@@ -186,7 +190,7 @@ class Relay:
             )
         if status != "active":
             raise e.Unauthorized(f"Authorization: {claims.member} is suspended")
-        verify_token(authorization or "", key.public, method, path, now, CLOCK_SKEW)
+        verify_token(authorization or "", key.public, method, path, now, CLOCK_SKEW, body)
         return claims.member
 
     def lease(self, member: str, limit: int, now: datetime | None = None) -> list[Delivery]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ from lintas.protocol.auth import SCHEME, make_token
 from lintas.storage import utcnow
 
 ENVELOPE_MEDIA_TYPE = "application/jose"
+JSON = {"Content-Type": "application/json"}
 
 
 class HubUnavailable(Exception):
@@ -47,9 +49,9 @@ class HubClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _auth(self, method: str, path: str) -> dict[str, str]:
+    def _auth(self, method: str, path: str, body: bytes = b"") -> dict[str, str]:
         assert self.member and self.key
-        token = make_token(self.member, self.key, method, path, utcnow())
+        token = make_token(self.member, self.key, method, path, utcnow(), body)
         return {"Authorization": f"{SCHEME} {token}"}
 
     def _request(self, method: str, path: str, timeout: float | None = None,
@@ -92,9 +94,10 @@ class HubClient:
         return list(response.json()["envelopes"])
 
     def ack(self, ids: list[str]) -> int:
+        body = json.dumps({"ids": ids}).encode()
         response = self._request(
-            "POST", "/v1/mailbox/ack", json={"ids": ids},
-            headers=self._auth("POST", "/v1/mailbox/ack"),
+            "POST", "/v1/mailbox/ack", content=body,
+            headers={**self._auth("POST", "/v1/mailbox/ack", body), **JSON},
         )
         return int(response.json()["acked"])
 
@@ -112,9 +115,12 @@ class AsyncMailbox:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        token = make_token(self.member, self.key, method, path, utcnow())
-        headers = {"Authorization": f"{SCHEME} {token}"}
+    async def _call(self, method: str, path: str, body: bytes = b"",
+                    **kwargs: Any) -> httpx.Response:
+        token = make_token(self.member, self.key, method, path, utcnow(), body)
+        headers = {"Authorization": f"{SCHEME} {token}", **(JSON if body else {})}
+        if body:
+            kwargs["content"] = body
         try:
             response = await self._http.request(method, path, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
@@ -127,5 +133,5 @@ class AsyncMailbox:
         return list(response.json()["envelopes"])
 
     async def ack(self, ids: list[str]) -> int:
-        response = await self._call("POST", "/v1/mailbox/ack", json={"ids": ids})
+        response = await self._call("POST", "/v1/mailbox/ack", json.dumps({"ids": ids}).encode())
         return int(response.json()["acked"])

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lintas.crypto import KeyPair, generate, load_public, seal_private, unseal_private
@@ -35,6 +35,7 @@ from lintas.node.models import (
 from lintas.protocol import errors as e
 from lintas.protocol.directory import Directory, verify_directory
 from lintas.protocol.envelope import (
+    CLOCK_SKEW,
     DEFAULT_LIFETIME,
     RoutingHeader,
     open_payload,
@@ -49,6 +50,7 @@ from lintas.storage import Database, utcnow
 log = logging.getLogger("lintas.node")
 
 MAX_BACKOFF_S = 300.0
+OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
 
 
 class NodeError(Exception):
@@ -118,15 +120,16 @@ class Node:
             settings = {row.key: row.value for row in s.scalars(select(Setting))}
             if "member" not in settings:
                 raise NodeError("the node is not initialised: run `lintas node init`")
-            rows = s.scalars(select(NodeKey).order_by(NodeKey.created_at)).all()
-            self.keys: list[KeyPair] = [
-                unseal_private(r.private_sealed, r.use, passphrase) for r in rows  # type: ignore[arg-type]
-            ]
         self.member = settings["member"]
         self.hub_url = settings["hub_url"]
         self.hub_key = load_public(json.loads(settings["hub_jwk"]), "sig")
         self._token_hash = settings["api_token_sha256"]
-        self.decryption_keys = {k.kid: k for k in self.keys if k.use == "enc"}
+        # Kept in memory (like the keys it unlocks) so that keys made by `lintas node
+        # rotate-key` while the node runs are picked up without a restart.
+        self._passphrase = passphrase
+        self.keys: list[KeyPair] = []
+        self.decryption_keys: dict[str, KeyPair] = {}
+        self.load_keys()
         self._directory: Directory | None = self._cached_directory()
         self.last_contact: datetime | None = None
         self.last_error: str | None = None
@@ -138,8 +141,21 @@ class Node:
 
     # --- keys and directory -----------------------------------------------------------
 
+    def load_keys(self) -> bool:
+        """Unlock any of our keys not yet in memory; True if there were new ones."""
+        known = {k.kid for k in self.keys}
+        with self.db.session() as s:
+            rows = s.scalars(select(NodeKey).where(NodeKey.kid.not_in(known))
+                             .order_by(NodeKey.created_at)).all()
+        fresh = [unseal_private(r.private_sealed, r.use, self._passphrase)  # type: ignore[arg-type]
+                 for r in rows]
+        self.keys = [*self.keys, *fresh]
+        self.decryption_keys = {k.kid: k for k in self.keys if k.use == "enc"}
+        return bool(fresh)
+
     def signing_key(self) -> KeyPair:
-        """The newest of our signing keys that the directory lists as valid now."""
+        """The newest of our signing keys that the directory lists as valid now (keys are
+        loaded oldest first, so the last one listed wins)."""
         sig_keys = [k for k in self.keys if k.use == "sig"]
         d = self._directory
         me = d.members.get(self.member) if d else None
@@ -175,6 +191,9 @@ class Node:
                 row.document, row.issued_at, row.fetched_at = document, fresh.issued_at, now
         self._directory = fresh
         self.last_contact = now
+        me = fresh.members.get(self.member)
+        if me is not None and {k.kid for k in me.keys} - {k.kid for k in self.keys}:
+            self.load_keys()  # the hub lists keys made by `node rotate-key` since we started
         return fresh
 
     # --- outbox -----------------------------------------------------------------------
@@ -206,18 +225,22 @@ class Node:
                                    in_reply_to=in_reply_to)
         return header, seal(header, body, self.signing_key(), enc.public())
 
+    @staticmethod
+    def _outbox_values(header: RoutingHeader, envelope: str) -> dict[str, Any]:
+        return {"id": header.id, "recipient": header.recipient, "type": header.type,
+                "envelope": envelope, "created_at": header.created,
+                "expires_at": header.expires, "status": "queued", "attempts": 0,
+                "next_attempt_at": header.created}
+
     def _outbox_row(self, header: RoutingHeader, envelope: str) -> OutboxMessage:
-        return OutboxMessage(
-            id=header.id, recipient=header.recipient, type=header.type, envelope=envelope,
-            created_at=header.created, expires_at=header.expires, status="queued", attempts=0,
-            next_attempt_at=header.created,
-        )
+        return OutboxMessage(**self._outbox_values(header, envelope))
 
     def enqueue(self, message_type: str, recipient: str, body: dict[str, Any],
                 in_reply_to: str | None = None, lifetime: timedelta = DEFAULT_LIFETIME) -> str:
         header, envelope = self._seal(message_type, recipient, body, in_reply_to, lifetime)
-        with self.db.session() as s:
-            s.add(self._outbox_row(header, envelope))
+        with self.db.connection() as conn:
+            # A Core INSERT: the ORM session costs more than the row on this hot path.
+            conn.execute(insert(OUTBOX), [self._outbox_values(header, envelope)])
         return header.id
 
     def send_due(self, client: HubClient, limit: int = 100) -> int:
@@ -246,7 +269,8 @@ class Node:
             except HubUnavailable as exc:
                 self.last_error = str(exc)
                 for msg in live:
-                    delay = min(MAX_BACKOFF_S, 0.5 * 2 ** msg.attempts) * random.uniform(0.8, 1.2)
+                    delay = min(MAX_BACKOFF_S,
+                                0.5 * 2 ** msg.attempts * random.uniform(0.8, 1.2))
                     updates[msg.id] = {"last_error": str(exc),
                                        "next_attempt_at": now + timedelta(seconds=delay)}
             else:
@@ -322,19 +346,33 @@ class Node:
             msg_id, sender = parsed.header.id, parsed.header.sender
             if parsed.header.recipient != self.member:
                 raise e.PayloadMismatch(f"to: addressed to {parsed.header.recipient}, not us")
+            if parsed.header.expires + CLOCK_SKEW < utcnow():
+                raise e.Expired(f"message {msg_id} expired before it reached us")
             key = self._sender_key(parsed.header.sender, parsed.kid, client)
             verify_signature(parsed, key)
-            opened = open_payload(parsed, self.decryption_keys)
-            reply = None
-            if opened.header.type == "diagnostic.ping" and opened.body.get("reply", True):
-                text = f"pong from {self.member}: {opened.body['text'][:200]}"
-                reply = self._seal("diagnostic.pong", opened.header.sender, {"text": text},
-                                   opened.header.id, DEFAULT_LIFETIME)
-            return opened, reply
+            try:
+                opened = open_payload(parsed, self.decryption_keys)
+            except e.UndecryptablePayload:
+                if not self.load_keys():  # encrypted to a key rotated in since start-up?
+                    raise
+                opened = open_payload(parsed, self.decryption_keys)
         except e.ProtocolError as exc:
             log.warning("rejected id=%s from=%s code=%s", msg_id, sender, exc.code)
             return RejectedEnvelope(message_id=msg_id[:36], claimed_sender=sender,
                                     code=exc.code, reason=exc.message[:500], at=utcnow())
+        return opened, self._reply_to(opened)
+
+    def _reply_to(self, opened: Any) -> tuple[RoutingHeader, str] | None:
+        """The automatic pong to a ping. If it cannot be sealed, the ping is still kept."""
+        if opened.header.type != "diagnostic.ping" or not opened.body.get("reply", True):
+            return None
+        text = f"pong from {self.member}: {opened.body['text'][:200]}"
+        try:
+            return self._seal("diagnostic.pong", opened.header.sender, {"text": text},
+                              opened.header.id, DEFAULT_LIFETIME)
+        except (e.ProtocolError, NodeError) as exc:
+            log.warning("no pong to %s for %s: %s", opened.header.sender, opened.header.id, exc)
+            return None
 
     def _commit(self, opened: list[Any], rejects: list[RejectedEnvelope]) -> int:
         if not opened and not rejects:
@@ -369,11 +407,15 @@ class Node:
             if member is not None:
                 if not member.active:
                     raise e.SenderSuspended(f"{sender} is suspended")
-                key = member.key(kid, "sig", now)
+                key = member.key(kid, "sig", now, skew=CLOCK_SKEW)
                 if key is not None:
                     return key.public()
             if attempt == 0 and client is not None:
-                self.refresh_directory(client)  # a new member or a rotated key
+                try:
+                    self.refresh_directory(client)  # a new member or a rotated key
+                except e.DirectoryError as exc:
+                    # e.g. another hub process's clock is behind: keep the held directory.
+                    log.warning("directory refresh ignored: %s", exc)
         raise e.UnknownKey(f"{kid} is not a valid signing key of {sender}")
 
     # --- views ------------------------------------------------------------------------

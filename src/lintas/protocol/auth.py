@@ -1,12 +1,17 @@
 """Request tokens: how a node proves to the hub that it is the member it claims.
 
 Each mailbox request carries `Authorization: Lintas <JWS>` with a short-lived token,
-signed by the member's current signing key and bound to the HTTP method and path, so a
-token lifted from one request cannot fetch or acknowledge on another path.
+signed by one of the member's valid signing keys and bound to the HTTP method, the path
+and the SHA-256 of the request body, so a token lifted from one request cannot fetch on
+another path or acknowledge other messages. Within its 60 s a token can be replayed only
+for the identical request, which is idempotent (a repeated ack, a repeated poll).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import uuid
 from dataclasses import dataclass
@@ -32,16 +37,23 @@ class RequestClaims:
     kid: str
     method: str
     path: str
+    body: str
     issued: int
     expires: int
 
 
-def make_token(member: str, key: KeyPair, method: str, path: str, now: datetime) -> str:
+def body_digest(body: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(body).digest()).rstrip(b"=").decode()
+
+
+def make_token(member: str, key: KeyPair, method: str, path: str, now: datetime,
+               body: bytes = b"") -> str:
     iat = int(now.timestamp())
     claims = {
         "sub": member,
         "htm": method.upper(),
         "htu": path,
+        "bdy": body_digest(body),
         "iat": iat,
         "exp": iat + int(TOKEN_LIFETIME.total_seconds()),
         "jti": str(uuid.uuid4()),
@@ -77,6 +89,7 @@ def read_claims(authorization: str | None) -> RequestClaims:
             kid=str(protected["kid"]),
             method=str(claims["htm"]),
             path=str(claims["htu"]),
+            body=str(claims["bdy"]),
             issued=int(claims["iat"]),
             expires=int(claims["exp"]),
         )
@@ -85,7 +98,8 @@ def read_claims(authorization: str | None) -> RequestClaims:
 
 
 def verify_token(
-    authorization: str, key: OKPKey, method: str, path: str, now: datetime, skew: timedelta
+    authorization: str, key: OKPKey, method: str, path: str, now: datetime, skew: timedelta,
+    body: bytes = b"",
 ) -> RequestClaims:
     claims = read_claims(authorization)
     token = authorization[len(SCHEME) + 1 :].strip()
@@ -94,7 +108,8 @@ def verify_token(
     except JoseError as exc:
         raise Unauthorized("Authorization: the token's signature does not verify") from exc
     ts = now.timestamp()
-    if claims.method != method.upper() or claims.path != path:
+    if (claims.method != method.upper() or claims.path != path
+            or not hmac.compare_digest(claims.body, body_digest(body))):
         raise Unauthorized("Authorization: the token was made for another request")
     if claims.expires < ts or claims.issued > ts + skew.total_seconds():
         raise Unauthorized("Authorization: the token is expired or from the future (check clocks)")

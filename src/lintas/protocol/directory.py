@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from joserfc import jws
@@ -32,8 +32,12 @@ class DirectoryKey:
     valid_from: datetime
     valid_until: datetime | None
 
-    def valid_at(self, when: datetime) -> bool:
-        return self.valid_from <= when and (self.valid_until is None or when < self.valid_until)
+    def valid_at(self, when: datetime, skew: timedelta = timedelta(0)) -> bool:
+        """Valid at `when`; `skew` tolerates a sender whose clock runs behind ours just
+        after a key was registered."""
+        return self.valid_from <= when + skew and (
+            self.valid_until is None or when < self.valid_until
+        )
 
     def public(self) -> OKPKey:
         return load_public(self.jwk, self.use)
@@ -51,16 +55,19 @@ class DirectoryMember:
     def active(self) -> bool:
         return self.status == "active"
 
-    def key(self, kid: str, use: KeyUse, when: datetime) -> DirectoryKey | None:
+    def key(self, kid: str, use: KeyUse, when: datetime,
+            skew: timedelta = timedelta(0)) -> DirectoryKey | None:
         for key in self.keys:
-            if key.kid == kid and key.use == use and key.valid_at(when):
+            if key.kid == kid and key.use == use and key.valid_at(when, skew):
                 return key
         return None
 
     def current_encryption_key(self, when: datetime) -> DirectoryKey | None:
-        """The newest valid encryption key: senders encrypt to it."""
+        """The newest valid encryption key: senders encrypt to it. A rotation gives the
+        old keys an end date and the new ones none, which decides even when both were
+        registered within the same second (the directory's time resolution)."""
         valid = [k for k in self.keys if k.use == "enc" and k.valid_at(when)]
-        return max(valid, key=lambda k: k.valid_from) if valid else None
+        return max(valid, key=lambda k: (k.valid_until is None, k.valid_from)) if valid else None
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,8 @@ class Directory:
     @staticmethod
     def from_json(doc: Any) -> Directory:
         try:
+            if type(doc.get("v")) is not int or doc["v"] != 1:
+                raise DirectoryError("v: directory version 1 expected")
             members = {}
             for m in doc["members"]:
                 keys = tuple(
@@ -110,11 +119,17 @@ class Directory:
                     )
                     for k in m["keys"]
                 )
+                if m["status"] not in ("active", "suspended"):
+                    raise DirectoryError(f"{m['code']}: unknown status {m['status']!r}")
+                if m["kind"] not in ("state", "organisation"):
+                    raise DirectoryError(f"{m['code']}: unknown kind {m['kind']!r}")
+                if any(k.use not in ("sig", "enc") for k in keys):
+                    raise DirectoryError(f"{m['code']}: a key's use must be sig or enc")
                 members[m["code"]] = DirectoryMember(
                     code=m["code"], name=m["name"], kind=m["kind"], status=m["status"], keys=keys
                 )
             return Directory(issued_at=parse_time(doc["issued_at"], "issued_at"), members=members)
-        except (KeyError, TypeError, MalformedEnvelope) as exc:
+        except (KeyError, TypeError, AttributeError, MalformedEnvelope) as exc:
             raise DirectoryError(f"the directory document is malformed: {exc}") from exc
 
 
@@ -146,9 +161,11 @@ def verify_directory(document: str, hub_key: OKPKey) -> Directory:
     for member in directory.members.values():
         for key in member.keys:
             try:
-                key.public()
+                public = key.public()
             except KeyMaterialError as exc:
                 raise DirectoryError(f"{member.code} key {key.kid}: {exc}") from exc
+            if public.thumbprint() != key.kid:
+                raise DirectoryError(f"{member.code} key {key.kid}: kid is not its thumbprint")
     return directory
 
 

@@ -173,7 +173,7 @@ def parse(envelope: str | bytes) -> ParsedEnvelope:
     hdr = _b64json(parts[1], "routing header")
     if not isinstance(hdr, dict):
         raise e.MalformedEnvelope("routing header: must be a JSON object")
-    if hdr.get("v") != VERSION:
+    if type(hdr.get("v")) is not int or hdr.get("v") != VERSION:
         raise e.MalformedEnvelope(f"v: protocol version {hdr.get('v')!r} is not supported")
     unknown = set(hdr) - _HEADER_KEYS
     if unknown:

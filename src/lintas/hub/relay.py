@@ -149,6 +149,8 @@ class Relay:
                     seen.add(o.header.id)
             result.append(o)
         rows = [self._row(o, now) for o in result if isinstance(o, ParsedEnvelope)]
+        if not rows:
+            return result
         try:
             with self.db.connection() as conn:
                 conn.execute(insert(MESSAGES), rows)

@@ -175,3 +175,20 @@ def test_suspended_member_cannot_poll(hub: HubFixture, make_node: Callable[..., 
     registry.set_status(hub.db, "IDN", "suspended", "test")
     with hub.client(idn) as ci, pytest.raises(e.Unauthorized, match="suspended"):
         ci.mailbox(wait=0)
+
+
+def test_mailbox_answer_keeps_to_its_byte_budget(
+    hub: HubFixture, make_node: Callable[..., Node]
+) -> None:
+    aus, _idn = make_node("AUS"), make_node("IDN")
+    for i in range(5):
+        aus.enqueue("diagnostic.ping", "IDN", {"text": f"{i}" * 2000})
+    with hub.client(aus) as ca:
+        aus.send_due(ca)
+    size = message_rows(hub)[0].size
+    first = hub.relay.lease("IDN", 100, max_bytes=2 * size + 10)
+    assert len(first) == 2
+    rest = hub.relay.lease("IDN", 100)
+    assert len(rest) == 3, "envelopes beyond the budget are offered to the next poll at once"
+    assert sorted(r.delivery_count for r in message_rows(hub)) == [1] * 5
+    assert len(hub.relay.lease("IDN", 100, max_bytes=1)) == 0  # all leased now

@@ -88,8 +88,7 @@ def run_demo(keep_running: bool = False, workdir: Path | None = None, base_port:
     with ExitStack() as stack:
         if workdir is None:
             work = Path(tempfile.mkdtemp(prefix="lintas-demo-"))
-            if not keep_running:
-                stack.callback(shutil.rmtree, work, True)
+            stack.callback(shutil.rmtree, work, True)
         else:
             work = workdir.resolve()
             if work.exists() and any(work.iterdir()):
@@ -97,8 +96,7 @@ def run_demo(keep_running: bool = False, workdir: Path | None = None, base_port:
                 return 2
             work.mkdir(parents=True, exist_ok=True)
         procs: list[Proc] = []
-        if not keep_running:
-            stack.callback(_stop, procs)
+        stack.callback(_stop, procs)
         try:
             return _play(work, base_port, procs, keep_running, started)
         except (DemoError, httpx.HTTPError) as exc:
@@ -234,13 +232,33 @@ def _play(work: Path, base_port: int, procs: list[Proc], keep_running: bool,
         console.print(Panel("\n".join(
             [f"hub  {hub_url}/docs"] +
             [f"{c}  {u}/docs  (API token {tokens[c]})" for c, u in node_urls.items()] +
-            [f"files: {work}", "stop with Ctrl-C or: kill " +
-             " ".join(str(p.process.pid) for p in procs)]), title="servers left running"))
+            [f"files: {work}", "press Ctrl-C to stop them"]), title="servers running"))
+        _wait_for_interrupt(procs)
+        _stop(procs)
+        console.print("[green]all processes stopped cleanly[/]")
         return 0
     _stop(procs)
     console.print(f"[green]all processes stopped cleanly[/] in "
                   f"{time.monotonic() - started:.1f}s total")
     return 0
+
+
+def _wait_for_interrupt(procs: list[Proc]) -> None:
+    """Block until Ctrl-C or SIGTERM, or until one of the servers dies."""
+    stop = False
+
+    def on_term(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        while not stop and all(p.process.poll() is None for p in procs):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _outbox_status(code: str, msg_id: str, urls: dict[str, str], tokens: dict[str, str]) -> str:

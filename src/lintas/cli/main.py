@@ -22,7 +22,9 @@ app.add_typer(node.app, name="node")
 
 @app.command()
 def demo(
-    keep_running: Annotated[bool, typer.Option(help="Leave the servers up and print their URLs.")]
+    keep_running: Annotated[bool, typer.Option(
+        help="After the scenario, leave the servers up and print their URLs and API tokens "
+             "until Ctrl-C.")]
     = False,
     workdir: Annotated[Path | None, typer.Option(help="Keep the demo's files here "
                                                  "(default: a temporary folder, removed).")] = None,

@@ -34,6 +34,7 @@ MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 
 DEFAULT_MAX_ENVELOPE = 16 * 1024 * 1024
 LEASE = timedelta(seconds=30)
+MAX_MAILBOX_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -195,13 +196,15 @@ class Relay:
         verify_token(authorization or "", key.public, method, path, now, CLOCK_SKEW, body)
         return claims.member
 
-    def lease(self, member: str, limit: int, now: datetime | None = None) -> list[Delivery]:
+    def lease(self, member: str, limit: int, now: datetime | None = None,
+              max_bytes: int = MAX_MAILBOX_BYTES) -> list[Delivery]:
         """Hand out up to `limit` waiting envelopes, each to one poller at a time.
 
         One UPDATE ... RETURNING whose WHERE re-checks that the row is still free: of two
         hub processes racing for a row (PostgreSQL re-evaluates the condition on the
         locked row; SQLite runs the statement under its write lock), exactly one wins
-        it. An envelope not acknowledged within the lease is offered again.
+        it. An envelope not acknowledged within the lease is offered again. An answer
+        holds at most `max_bytes` of envelopes (always at least one envelope).
         """
         now = now or utcnow()
         token = str(uuid.uuid4())
@@ -225,6 +228,23 @@ class Relay:
                 .execution_options(synchronize_session=False)
             ).all()
         rows = sorted(rows, key=lambda r: r.received_at)
+        kept: list[Any] = []
+        total = 0
+        for row in rows:
+            total += len(row.envelope or "")
+            if kept and total > max_bytes:
+                break
+            kept.append(row)
+        if len(kept) < len(rows):
+            # Over the answer's byte budget: hand the rest back at once for the next poll.
+            with self.db.session() as s:
+                s.execute(update(Message)
+                          .where(Message.id.in_([r.id for r in rows[len(kept):]]),
+                                 Message.lease_token == token)
+                          .values(leased_until=None, lease_token=None,
+                                  delivery_count=Message.delivery_count - 1)
+                          .execution_options(synchronize_session=False))
+            rows = kept
         for row in rows:
             log.info("delivered id=%s from=%s to=%s type=%s", row.id, row.sender, member, row.type)
         return [Delivery(r.id, r.envelope) for r in rows if r.envelope is not None]

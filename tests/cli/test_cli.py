@@ -66,6 +66,12 @@ def test_member_lifecycle(tmp_path: Path, hub_env: tuple[str, dict[str, str]]) -
     code, out = run("hub", "member", "add", "AUS", "--name", "Australia", "--keys", str(keys),
                     env=env)
     assert code == 2 and "already a member" in out
+    # The same public keys presented for another member are refused.
+    stolen = tmp_path / "NZL.keys.json"
+    stolen.write_text(keys.read_text().replace('"AUS"', '"NZL"'))
+    code, out = run("hub", "member", "add", "NZL", "--name", "New Zealand", "--keys",
+                    str(stolen), env=env)
+    assert code == 2 and "already registered" in out
     assert run("hub", "member", "suspend", "AUS", "--reason", "audit", env=env)[0] == 0
     listed = json.loads(run("hub", "member", "list", "--json", env=env)[1])
     assert [(m["code"], m["status"], m["status_reason"]) for m in listed] == [

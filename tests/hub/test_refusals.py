@@ -91,6 +91,7 @@ CASES: dict[str, tuple[int, str]] = {
     "bad_signature": (403, "bad_signature"),
     "moved_payload": (403, "bad_signature"),
     "unregistered_key": (403, "unknown_key"),
+    "own_key_other_sender": (403, "unknown_key"),
     "expired": (422, "expired"),
     "from_the_future": (422, "not_yet_valid"),
     "lifetime_too_long": (422, "lifetime_too_long"),
@@ -147,6 +148,10 @@ def test_refused_envelope_leaves_nothing_stored(
     elif case == "unregistered_key":
         rogue = generate("sig")
         body = resign(good, header={**unb64(h), "kid": rogue.kid}, key=rogue)
+    elif case == "own_key_other_sender":
+        # AUS signs with its own registered key but names IDN as the sender.
+        body = resign(good, routing={**routing, "from": "IDN", "to": "AUS"},
+                      key=aus.signing_key())
     elif case == "expired":
         body = envelope(aus, created=now - timedelta(hours=2), expires=now - timedelta(hours=1))
     elif case == "from_the_future":

@@ -153,7 +153,8 @@ def test_node_init_with_an_unreachable_hub(tmp_path: Path) -> None:
 def test_every_command_has_help_with_an_example() -> None:
     for args in (["hub", "init"], ["hub", "serve"], ["hub", "member", "add"],
                  ["hub", "member", "list"], ["hub", "member", "suspend"],
-                 ["hub", "member", "rotate-key"], ["node", "init"], ["node", "serve"],
-                 ["node", "rotate-key"], ["demo"]):
+                 ["hub", "member", "rotate-key"], ["hub", "member", "activate"],
+                 ["hub", "fingerprint"], ["node", "init"], ["node", "serve"],
+                 ["node", "rotate-key"], ["demo"], ["version"]):
         code, out = run(*args, "--help")
         assert code == 0 and "Example" in out, args

@@ -53,7 +53,10 @@ def init(db: Db = DEFAULT_DB) -> None:
 @app.command("fingerprint")
 @friendly
 def show_fingerprint(db: Db = DEFAULT_DB) -> None:
-    """Print the hub key fingerprint (to read out to a member's administrator)."""
+    """Print the hub key fingerprint (to read out to a member's administrator).
+
+    Example: lintas hub fingerprint --db postgresql://hub@db/lintas
+    """
     jwk = registry.hub_public_jwk(_open(db))
     print(fingerprint(load_public(jwk, "sig")))
 

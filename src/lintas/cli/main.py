@@ -43,5 +43,8 @@ def demo(
 
 @app.command()
 def version() -> None:
-    """Print the version."""
+    """Print the version.
+
+    Example: lintas version
+    """
     print(__version__)

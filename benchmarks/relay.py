@@ -22,7 +22,6 @@ import http.client
 import json
 import math
 import os
-import secrets
 import shutil
 import sys
 import tempfile
@@ -36,7 +35,15 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from lintas.cli.demo import DemoError, Proc, _lintas, _start, _stop, _wait_healthy
+from lintas.cli.demo import (
+    DemoError,
+    Proc,
+    _lintas,
+    _start,
+    _stop,
+    _wait_healthy,
+    local_environment,
+)
 
 HOST = "127.0.0.1"  # loopback only, for every process and every request
 SENDER, RECIPIENT = "AUS", "IDN"
@@ -85,12 +92,7 @@ def percentile(values: list[float], p: float) -> float:
 def start_network(work: Path, base_port: int, procs: list[Proc],
                   deadline: Deadline) -> dict[str, tuple[str, str]]:
     """Initialise and start the hub and both nodes; returns {member: (url, API token)}."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LINTAS_")}
-    env["LINTAS_HUB_PASSPHRASE_FILE"] = str(work / "hub.pass")
-    env["LINTAS_NODE_PASSPHRASE_FILE"] = str(work / "node.pass")
-    for name in ("hub.pass", "node.pass"):
-        (work / name).write_text(secrets.token_urlsafe(24))
-        (work / name).chmod(0o600)
+    env = local_environment(work)
     hub_db = f"sqlite:///{work / 'hub' / 'hub.db'}"
     hub_url = f"http://{HOST}:{base_port}"
 

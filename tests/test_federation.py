@@ -7,7 +7,6 @@ and no payload text ever reaches the hub's disk or logs.
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import socket
@@ -19,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lintas.cli.demo import Proc, _lintas, _start, _stop, _wait_healthy
+from lintas.cli.demo import Proc, _lintas, _start, _stop, _wait_healthy, local_environment
 from lintas.node import node_database
 from lintas.node.hub_client import HubClient
 from lintas.node.runtime import Node
@@ -40,11 +39,7 @@ def free_port() -> int:
 class Federation:
     def __init__(self, work: Path) -> None:
         self.work = work
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("LINTAS_")}
-        for role in ("HUB", "NODE"):
-            path = work / f"{role.lower()}.pass"
-            path.write_text(secrets.token_urlsafe(24))
-            self.env[f"LINTAS_{role}_PASSPHRASE_FILE"] = str(path)
+        self.env = local_environment(work)
         self.procs: dict[str, Proc] = {}
         self.tokens: dict[str, str] = {}
         self.hub_db = ""

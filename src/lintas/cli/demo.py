@@ -105,17 +105,24 @@ def run_demo(keep_running: bool = False, workdir: Path | None = None, base_port:
             return 1
 
 
+def local_environment(work: Path) -> dict[str, str]:
+    """This process's environment without LINTAS_ settings, plus fresh hub and node
+    passphrase files (0600) in `work`: what every local multi-process set-up needs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LINTAS_")}
+    for role in ("hub", "node"):
+        path = work / f"{role}.pass"
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+        env[f"LINTAS_{role.upper()}_PASSPHRASE_FILE"] = str(path)
+    return env
+
+
 def _play(work: Path, base_port: int, procs: list[Proc], keep_running: bool,
           started: float) -> int:
     console.print(Panel.fit("Lintas demo: one regional hub, three national nodes, sealed "
                             "envelopes.\nEverything runs on 127.0.0.1 as separate processes.",
                             title="lintas demo"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LINTAS_")}
-    env["LINTAS_HUB_PASSPHRASE_FILE"] = str(work / "hub.pass")
-    env["LINTAS_NODE_PASSPHRASE_FILE"] = str(work / "node.pass")
-    for name in ("hub.pass", "node.pass"):
-        (work / name).write_text(secrets.token_urlsafe(24))
-        (work / name).chmod(0o600)
+    env = local_environment(work)
     hub_db = work / "hub" / "hub.db"
     hub_url = f"http://127.0.0.1:{base_port}"
     deadline = time.monotonic() + TIMEOUT_S

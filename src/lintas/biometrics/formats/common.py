@@ -4,7 +4,7 @@ and its 6-byte minutiae. They differ in the header and the unit of the angle byt
 from __future__ import annotations
 
 from lintas.biometrics.formats.reader import Reader
-from lintas.biometrics.minutiae import FingerView, Minutia, MinutiaType
+from lintas.biometrics.minutiae import FingerView, Minutia, MinutiaeTemplate, MinutiaType
 
 IMPRESSION_TYPES = frozenset({0, 1, 2, 3, 8})  # live/non-live plain/rolled, swipe
 
@@ -65,3 +65,41 @@ def write_view(view: FingerView, angle_unit: float, angle_codes: int) -> bytes:
         out += bytes([angle_code(m.angle, angle_unit, angle_codes), m.quality or 0])
     out += (0).to_bytes(2, "big")  # extended data block length: none
     return bytes(out)
+
+
+def check_length(r: Reader, length: int, header: int, total: int) -> None:
+    if length < header:
+        raise r.fail(f"record length {length} is below the {header}-byte header")
+    if length > total:
+        raise r.fail(f"record length {length} but only {total} bytes given (truncated)")
+    if length < total:
+        raise r.fail(f"{total - length} bytes after the record's declared end")
+
+
+def read_geometry_and_views(r: Reader, length: int, angle_unit: float,
+                            angle_codes: int) -> MinutiaeTemplate:
+    """From the capture-equipment field to the record's end (both formats alike)."""
+    r.u16("capture equipment")
+    width, height = r.u16("image width"), r.u16("image height")
+    res_x, res_y = r.u16("x resolution"), r.u16("y resolution")
+    if not (0 < width < 1 << 14 and 0 < height < 1 << 14):
+        raise r.fail(f"image size {width}x{height}: each side must be 1..16383")
+    if not (res_x and res_y):
+        raise r.fail("resolution must not be 0 (pixels per centimetre; 197 for 500 ppi)")
+    count = r.u8("number of finger views")
+    r.u8("reserved")
+    views = tuple(read_view(r, width, height, angle_unit, angle_codes) for _ in range(count))
+    if r.pos != length:
+        raise r.fail(f"{length - r.pos} bytes left after the last finger view")
+    return MinutiaeTemplate(width, height, views, res_x, res_y)
+
+
+def write_geometry_and_views(t: MinutiaeTemplate, angle_unit: float,
+                             angle_codes: int) -> bytes:
+    """Capture equipment (unknown), image size, resolution, view count, and the views."""
+    if len(t.views) > 255:
+        raise ValueError("at most 255 finger views")
+    head = ((0).to_bytes(2, "big") + t.width.to_bytes(2, "big") + t.height.to_bytes(2, "big")
+            + t.resolution_x.to_bytes(2, "big") + t.resolution_y.to_bytes(2, "big")
+            + bytes([len(t.views), 0]))
+    return head + b"".join(write_view(v, angle_unit, angle_codes) for v in t.views)

@@ -9,7 +9,11 @@ y, angle in units of 360/256 degrees, quality), extended data length (2) and dat
 
 from __future__ import annotations
 
-from lintas.biometrics.formats.common import read_view, write_view
+from lintas.biometrics.formats.common import (
+    check_length,
+    read_geometry_and_views,
+    write_geometry_and_views,
+)
 from lintas.biometrics.formats.reader import Reader, TemplateFormatError
 from lintas.biometrics.minutiae import MinutiaeTemplate
 
@@ -23,34 +27,10 @@ def read(data: bytes) -> MinutiaeTemplate:
     if r.take(8, "identifier and version") != MAGIC:
         raise TemplateFormatError("not an ISO/IEC 19794-2:2005 record", 0)
     length = r.u32("record length")
-    if length < HEADER:
-        raise r.fail(f"record length {length} is below the 24-byte header")
-    if length > len(data):
-        raise r.fail(f"record length {length} but only {len(data)} bytes given (truncated)")
-    if length < len(data):
-        raise r.fail(f"{len(data) - length} bytes after the record's declared end")
-    r.u16("capture equipment")
-    width, height = r.u16("image width"), r.u16("image height")
-    res_x, res_y = r.u16("x resolution"), r.u16("y resolution")
-    if not (0 < width < 1 << 14 and 0 < height < 1 << 14):
-        raise r.fail(f"image size {width}x{height}: each side must be 1..16383")
-    if not (res_x and res_y):
-        raise r.fail("resolution must not be 0 (pixels per centimetre; 197 for 500 ppi)")
-    count = r.u8("number of finger views")
-    r.u8("reserved")
-    views = tuple(read_view(r, width, height, ANGLE_UNIT, ANGLE_CODES) for _ in range(count))
-    if r.pos != length:
-        raise r.fail(f"{length - r.pos} bytes left after the last finger view")
-    return MinutiaeTemplate(width, height, views, res_x, res_y)
+    check_length(r, length, HEADER, len(data))
+    return read_geometry_and_views(r, length, ANGLE_UNIT, ANGLE_CODES)
 
 
 def write(t: MinutiaeTemplate) -> bytes:
-    if len(t.views) > 255:
-        raise ValueError("at most 255 finger views")
-    body = b"".join(write_view(v, ANGLE_UNIT, ANGLE_CODES) for v in t.views)
-    length = HEADER + len(body)
-    header = (MAGIC + length.to_bytes(4, "big") + (0).to_bytes(2, "big")
-              + t.width.to_bytes(2, "big") + t.height.to_bytes(2, "big")
-              + t.resolution_x.to_bytes(2, "big") + t.resolution_y.to_bytes(2, "big")
-              + bytes([len(t.views), 0]))
-    return header + body
+    rest = write_geometry_and_views(t, ANGLE_UNIT, ANGLE_CODES)
+    return MAGIC + (len(MAGIC) + 4 + len(rest)).to_bytes(4, "big") + rest

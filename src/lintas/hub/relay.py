@@ -278,18 +278,3 @@ class Relay:
         for msg_id in expired_unacked:
             log.info("expired id=%s (never acknowledged; payload purged)", msg_id)
         return int(getattr(result, "rowcount", 0) or 0)
-
-    def waiting(self, member: str) -> int:
-        from sqlalchemy import func
-
-        with self.db.session() as s:
-            return int(
-                s.scalar(
-                    select(func.count()).where(
-                        Message.recipient == member,
-                        Message.acked_at.is_(None),
-                        Message.envelope.is_not(None),
-                    )
-                )
-                or 0
-            )

@@ -17,7 +17,7 @@ from joserfc.jwk import OKPKey
 
 from lintas.crypto import KeyMaterialError, KeyPair, load_public
 from lintas.crypto.keys import KeyUse
-from lintas.protocol.envelope import SIGN_ALG, VERIFY_ALGS, _b64json
+from lintas.protocol.envelope import SIGN_ALG, VERIFY_ALGS
 from lintas.protocol.errors import DirectoryError, MalformedEnvelope
 from lintas.protocol.timefmt import format_time, parse_time
 
@@ -167,7 +167,3 @@ def verify_directory(document: str, hub_key: OKPKey) -> Directory:
             if public.thumbprint() != key.kid:
                 raise DirectoryError(f"{member.code} key {key.kid}: kid is not its thumbprint")
     return directory
-
-
-def peek_issued_at(document: str) -> datetime:
-    return parse_time(_b64json(document.split(".")[1], "directory")["issued_at"], "issued_at")

@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench bench-fingerprint install clean
 
 $(VENV)/bin/python:
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11+ is required ($(PYTHON) not found)"; exit 1; }
@@ -31,6 +31,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/relay.py
+
+# FVC2004 from ../shared/data (or $$LINTAS_DATA); DB3_B is 512 ppi.
+bench-fingerprint: $(STAMP)
+	$(PY) benchmarks/fingerprint.py --ppi DB3_B=512 --sizes 0
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

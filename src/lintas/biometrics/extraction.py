@@ -29,10 +29,17 @@ def _extractor(nfiq2: bool) -> Any:
 def extract(image: FingerImage, position: int = 0) -> FingerView:
     """The minutiae of one impression. Angles are as MINDTCT reports them, quantised to
     11.25 degrees; quality is MINDTCT's reliability as 1..100."""
+    return extract_native(image, position)[0]
+
+
+def extract_native(image: FingerImage, position: int = 0) -> tuple[FingerView, Any]:
+    """`extract`, and nbis-py's own minutiae object too (its `.compare(other)` is NIST
+    Bozorth3: the baseline the benchmark runs beside our matcher)."""
     import nbis
 
     try:
-        found = _extractor(False).extract_minutiae(image.png()).get()
+        native = _extractor(False).extract_minutiae(image.png())
+        found = native.get()
     except nbis.NbisError as exc:
         raise ImageError(f"no minutiae could be extracted: {exc}") from None
     minutiae = []
@@ -45,7 +52,7 @@ def extract(image: FingerImage, position: int = 0) -> FingerView:
         quality = min(100, max(1, round(float(m.reliability()) * 100)))
         minutiae.append(Minutia(x=x, y=y, angle=float(m.angle()) % 360, type=kind,
                                 quality=quality))
-    return FingerView(position=position, minutiae=tuple(minutiae[:255]))
+    return FingerView(position=position, minutiae=tuple(minutiae[:255])), native
 
 
 def extract_template(image: FingerImage, position: int = 0) -> MinutiaeTemplate:

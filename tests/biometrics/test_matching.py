@@ -1,0 +1,130 @@
+"""The 1:1 matcher on real FVC2004 impressions and on controlled transformations."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lintas.biometrics import matching
+from lintas.biometrics.extraction import extract
+from lintas.biometrics.images import load_image
+from lintas.biometrics.minutiae import FingerView, Minutia
+from lintas.biometrics.quality import nfiq2
+
+GOOD_QUALITY = 50  # NFIQ 2
+
+
+@pytest.fixture(scope="module")
+def db3(fvc2004: Path) -> dict[tuple[int, int], tuple[FingerView, int | None]]:
+    """DB3_B (512 ppi), impressions 1-3 of every finger: minutiae and NFIQ 2."""
+    out = {}
+    for finger in range(101, 111):
+        for impression in range(1, 4):
+            image = load_image((fvc2004 / "DB3_B" / f"{finger}_{impression}.tif").read_bytes(),
+                               512)
+            out[(finger, impression)] = (extract(image), nfiq2(image).score)
+    return out
+
+
+def transformed(view: FingerView, degrees: float, dx: int, dy: int) -> FingerView:
+    """The same minutiae rotated about (300, 300) and shifted (image coordinates)."""
+    rad = math.radians(degrees)
+    out = []
+    for m in view.minutiae:
+        x, y = m.x - 300, -(m.y - 300)  # y up, so the rotation is counter-clockwise
+        rx, ry = x * math.cos(rad) - y * math.sin(rad), x * math.sin(rad) + y * math.cos(rad)
+        out.append(Minutia(round(rx + 300 + dx), round(-ry + 300 + dy),
+                           (m.angle + degrees) % 360, m.type, m.quality))
+    return FingerView(view.position, tuple(out))
+
+
+def test_good_quality_genuine_pairs_pass_and_impostors_fail_at_fmr_0_1pct(db3) -> None:
+    threshold = matching.calibration().threshold(0.001)
+    good = {k: matching.prepare(v) for k, (v, q) in db3.items() if (q or 0) >= GOOD_QUALITY}
+    assert len(good) >= 12, "too few good-quality impressions to test with"
+    genuine = impostor = 0
+    for a, b in itertools.combinations(sorted(good), 2):
+        score = matching.compare(good[a], good[b])
+        if a[0] == b[0]:
+            genuine += 1
+            assert score >= threshold, f"genuine {a} vs {b}: {score} < {threshold}"
+        else:
+            impostor += 1
+            assert score < threshold, f"impostor {a} vs {b}: {score} >= {threshold}"
+    assert genuine >= 5 and impostor >= 50
+
+
+def test_score_is_invariant_to_rotation_and_translation(db3) -> None:
+    view = db3[(101, 1)][0]
+    reference = matching.prepare(view)
+    itself = matching.compare(reference, reference)
+    moved = matching.prepare(transformed(view, 25, 240, 170))
+    assert matching.compare(moved, reference) == pytest.approx(itself, rel=0.15)
+    assert itself > 0.5
+
+
+def test_score_is_symmetric_enough(db3) -> None:
+    a, b = matching.prepare(db3[(102, 1)][0]), matching.prepare(db3[(102, 2)][0])
+    assert matching.compare(a, b) == pytest.approx(matching.compare(b, a), rel=0.25)
+
+
+def test_explanation_pairs_are_real_and_add_up(db3) -> None:
+    probe, reference = db3[(103, 1)][0], db3[(103, 2)][0]
+    result = matching.explain(matching.prepare(probe), matching.prepare(reference))
+    assert result.pairs, "a genuine comparison must pair some minutiae"
+    assert sum(p.contribution for p in result.pairs) == pytest.approx(result.score)
+    assert len({p.probe_index for p in result.pairs}) == len(result.pairs)
+    assert len({p.reference_index for p in result.pairs}) == len(result.pairs)
+    for p in result.pairs:
+        assert 0 <= p.probe_index < len(probe.minutiae)
+        assert 0 <= p.reference_index < len(reference.minutiae)
+        # Paired minutiae point the same way once the finger's rotation is removed:
+        # here both impressions are near-upright, so within 90 degrees.
+        diff = (probe.minutiae[p.probe_index].angle
+                - reference.minutiae[p.reference_index].angle + 180) % 360 - 180
+        assert abs(diff) <= 90
+    assert result.fmr == matching.calibration().fmr(result.score)
+
+
+def test_empty_and_tiny_templates_score_zero() -> None:
+    empty = matching.prepare(FingerView(1, ()))
+    one = matching.prepare(FingerView(1, (Minutia(10, 10, 0.0),)))
+    assert matching.compare(empty, empty) == 0.0
+    assert matching.compare(one, empty) == 0.0
+    assert matching.compare(one, one) == 0.0
+    assert matching.explain(one, one).pairs == ()
+
+
+def test_calibration_is_monotone_and_resolves_the_published_rates() -> None:
+    cal = matching.calibration()
+    assert cal.impostors >= 10_000
+    assert list(cal.thresholds) == sorted(cal.thresholds)
+    assert all(a >= b for a, b in itertools.pairwise(cal.fmrs))
+    for rate in (0.01, 0.001):
+        threshold = cal.threshold(rate)
+        assert cal.fmr(threshold) <= rate
+    scores = np.linspace(0, 1, 50)
+    fmrs = [cal.fmr(s) for s in scores]
+    assert all(a >= b for a, b in itertools.pairwise(fmrs))
+    assert min(fmrs) == 1 / cal.impostors  # never claims a rate it could not observe
+    with pytest.raises(matching.MatchError, match="fmr"):
+        cal.threshold(1e-9)
+    with pytest.raises(matching.MatchError, match="fmr"):
+        cal.threshold(0)
+
+
+def test_fusion_adds_evidence_and_needs_a_shared_finger(db3) -> None:
+    a1, a2 = matching.prepare(db3[(104, 1)][0]), matching.prepare(db3[(104, 2)][0])
+    b1, b2 = matching.prepare(db3[(105, 1)][0]), matching.prepare(db3[(105, 2)][0])
+    fused = matching.compare_fingers({1: a1, 2: b1}, {1: a2, 2: b2})
+    single = [matching.explain(a1, a2), matching.explain(b1, b2)]
+    assert fused.evidence == pytest.approx(sum(s.evidence for s in single))
+    assert set(fused.fingers) == {1, 2}
+    only_thumb = matching.compare_fingers({1: a1, 2: b1}, {1: a2})
+    assert set(only_thumb.fingers) == {1}
+    with pytest.raises(matching.MatchError, match="no finger position"):
+        matching.compare_fingers({1: a1}, {2: a2})

@@ -133,11 +133,17 @@ def _near_hull(px: float, py: float, hx: np.ndarray, hy: np.ndarray, margin: flo
 @njit(cache=True)
 def cylinders(x: np.ndarray, y: np.ndarray, theta: np.ndarray):  # type: ignore[no-untyped-def]
     """The bit cylinder, its validity mask and whether it is usable, for every minutia."""
+    return cylinders_of(x, y, theta, np.arange(x.shape[0]))
+
+
+@njit(cache=True)
+def cylinders_of(x, y, theta, which):  # type: ignore[no-untyped-def]
+    """`cylinders` for the minutiae `which` only (rows in that order)."""
     n = x.shape[0]
-    bits = np.zeros((n, WORDS), dtype=np.uint64)
-    valid = np.zeros((n, WORDS), dtype=np.uint64)
-    usable = np.zeros(n, dtype=np.bool_)
-    if n == 0:
+    bits = np.zeros((which.shape[0], WORDS), dtype=np.uint64)
+    valid = np.zeros((which.shape[0], WORDS), dtype=np.uint64)
+    usable = np.zeros(which.shape[0], dtype=np.bool_)
+    if n == 0 or which.shape[0] == 0:
         return bits, valid, usable
     hull = _convex_hull(x, y)
     hx, hy = x[hull], y[hull]
@@ -147,55 +153,72 @@ def cylinders(x: np.ndarray, y: np.ndarray, theta: np.ndarray):  # type: ignore[
     reach2 = (RADIUS + 3.0 * SIGMA_S) ** 2
     cutoff2 = (3.0 * SIGMA_S) ** 2
     root2_sd = SIGMA_D * math.sqrt(2.0)
-    neighbour_u = np.empty(n, dtype=np.float64)
-    neighbour_v = np.empty(n, dtype=np.float64)
-    neighbour_d = np.empty(n, dtype=np.float64)
     in_circle = 0
     for i in range(NS):
         for j in range(NS):
             cu, cv = (i + 0.5) * delta_s - RADIUS, (j + 0.5) * delta_s - RADIUS
             if cu * cu + cv * cv <= RADIUS * RADIUS:
                 in_circle += 1
-    for m in range(n):
+    cell_valid = np.zeros((NS, NS), dtype=np.bool_)
+    total = np.zeros((NS, NS, ND), dtype=np.float64)
+    directional = np.empty(ND, dtype=np.float64)
+    reach = math.ceil(3.0 * SIGMA_S / delta_s)
+    for row in range(which.shape[0]):
+        m = which[row]
         c, s = math.cos(theta[m]), math.sin(theta[m])
+        valid_cells = 0
+        for i in range(NS):
+            for j in range(NS):
+                cu, cv = (i + 0.5) * delta_s - RADIUS, (j + 0.5) * delta_s - RADIUS
+                ok = False
+                if cu * cu + cv * cv <= RADIUS * RADIUS:
+                    gx, gy = x[m] + c * cu - s * cv, y[m] + s * cu + c * cv
+                    ok = _near_hull(gx, gy, hx, hy, HULL_MARGIN)
+                cell_valid[i, j] = ok
+                if ok:
+                    valid_cells += 1
+        total[:] = 0.0
         count = 0
+        # Each neighbour adds to the cells within 3 sigma of it: its spatial Gaussian
+        # times the share of its direction's Gaussian falling in each direction cell.
         for t in range(n):
             if t == m:
                 continue
             dx, dy = x[t] - x[m], y[t] - y[m]
             if dx * dx + dy * dy > reach2:
                 continue
-            neighbour_u[count] = c * dx + s * dy
-            neighbour_v[count] = -s * dx + c * dy
-            neighbour_d[count] = _angle_diff(theta[t], theta[m])
             count += 1
-        valid_cells = 0
+            u, v = c * dx + s * dy, -s * dx + c * dy
+            relative = _angle_diff(theta[t], theta[m])
+            for k in range(ND):
+                alpha = _angle_diff(-math.pi + (k + 0.5) * delta_d, relative)
+                directional[k] = 0.5 * (math.erf((alpha + delta_d / 2) / root2_sd)
+                                        - math.erf((alpha - delta_d / 2) / root2_sd))
+            ci = int((u + RADIUS) / delta_s)
+            cj = int((v + RADIUS) / delta_s)
+            for i in range(max(0, ci - reach), min(NS, ci + reach + 1)):
+                cu = (i + 0.5) * delta_s - RADIUS
+                for j in range(max(0, cj - reach), min(NS, cj + reach + 1)):
+                    if not cell_valid[i, j]:
+                        continue
+                    cv = (j + 0.5) * delta_s - RADIUS
+                    d2 = (u - cu) ** 2 + (v - cv) ** 2
+                    if d2 > cutoff2:
+                        continue
+                    spatial = gauss_norm * math.exp(-d2 / (2 * SIGMA_S * SIGMA_S))
+                    for k in range(ND):
+                        total[i, j, k] += spatial * directional[k]
         for i in range(NS):
             for j in range(NS):
-                cu, cv = (i + 0.5) * delta_s - RADIUS, (j + 0.5) * delta_s - RADIUS
-                if cu * cu + cv * cv > RADIUS * RADIUS:
+                if not cell_valid[i, j]:
                     continue
-                gx, gy = x[m] + c * cu - s * cv, y[m] + s * cu + c * cv
-                if not _near_hull(gx, gy, hx, hy, HULL_MARGIN):
-                    continue
-                valid_cells += 1
                 for k in range(ND):
                     cell = (i * NS + j) * ND + k
-                    valid[m, cell >> 6] |= np.uint64(1) << np.uint64(cell & 63)
-                    phi = -math.pi + (k + 0.5) * delta_d
-                    total = 0.0
-                    for q in range(count):
-                        du, dv = neighbour_u[q] - cu, neighbour_v[q] - cv
-                        d2 = du * du + dv * dv
-                        if d2 > cutoff2:
-                            continue
-                        alpha = _angle_diff(phi, neighbour_d[q])
-                        cd = 0.5 * (math.erf((alpha + delta_d / 2) / root2_sd)
-                                    - math.erf((alpha - delta_d / 2) / root2_sd))
-                        total += gauss_norm * math.exp(-d2 / (2 * SIGMA_S * SIGMA_S)) * cd
-                    if total >= MU_PSI:
-                        bits[m, cell >> 6] |= np.uint64(1) << np.uint64(cell & 63)
-        usable[m] = valid_cells >= MIN_VALID_CELLS * in_circle and count >= MIN_NEIGHBOURS
+                    word, bit = cell >> 6, np.uint64(1) << np.uint64(cell & 63)
+                    valid[row, word] |= bit
+                    if total[i, j, k] >= MU_PSI:
+                        bits[row, word] |= bit
+        usable[row] = valid_cells >= MIN_VALID_CELLS * in_circle and count >= MIN_NEIGHBOURS
     return bits, valid, usable
 
 

@@ -1,0 +1,88 @@
+"""The 1:N index on real FVC2004 impressions: pruning keeps the mate, updates apply."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+from lintas.biometrics import index, matching
+from lintas.biometrics.extraction import extract
+from lintas.biometrics.images import load_image
+from lintas.biometrics.minutiae import FingerView
+
+
+@pytest.fixture(scope="module")
+def db3(fvc2004: Path) -> dict[tuple[int, int], matching.MatchTemplate]:
+    out = {}
+    for finger in range(101, 111):
+        for impression in (1, 2, 3):
+            data = (fvc2004 / "DB3_B" / f"{finger}_{impression}.tif").read_bytes()
+            out[(finger, impression)] = matching.prepare(extract(load_image(data, 512)))
+    return out
+
+
+def gallery(db3: dict, capacity: int = 4) -> index.IndexShard:
+    shard = index.IndexShard(capacity=capacity)  # small, so that it has to grow
+    for finger in range(101, 111):
+        shard.add(finger, db3[(finger, 1)])
+    return shard
+
+
+def test_search_ranks_the_mate_first_like_exhaustive_matching(db3) -> None:
+    shard = gallery(db3)
+    assert len(shard) == 10
+    agree = found = 0
+    for finger in range(101, 111):
+        for impression in (2, 3):
+            probe = db3[(finger, impression)]
+            result = index.search_shards([shard], probe, limit=3)
+            exhaustive = max(range(101, 111),
+                             key=lambda g, p=probe: matching.compare(p, db3[(g, 1)]))
+            found += result[0].key == finger
+            agree += result[0].key == exhaustive
+            assert [c.score for c in result] == sorted((c.score for c in result), reverse=True)
+    # With ten fingers the shortlist holds them all: the index must agree with exhaustive
+    # matching except where stage 2's minutiae cap (40) changes a close call.
+    assert agree >= 18
+    assert found >= 16
+
+
+def test_remove_and_replace(db3) -> None:
+    shard = gallery(db3)
+    probe = db3[(104, 2)]
+    assert index.search_shards([shard], probe, limit=1)[0].key == 104
+    assert shard.remove(104) is True
+    assert shard.remove(104) is False
+    assert all(c.key != 104 for c in index.search_shards([shard], probe, limit=10))
+    assert len(shard) == 9
+    shard.add(104, db3[(104, 3)])  # enrol again, from another impression
+    assert index.search_shards([shard], probe, limit=1)[0].key == 104
+    shard.add(104, db3[(105, 1)])  # the same key replaces, never duplicates
+    keys = [c.key for c in index.search_shards([shard], probe, limit=20)]
+    assert keys.count(104) == 1 and len(shard) == 10
+
+
+def test_a_shard_is_a_plain_object(db3) -> None:
+    shard = gallery(db3)
+    copy = pickle.loads(pickle.dumps(shard))
+    probe = db3[(107, 2)]
+    assert index.search_shards([copy], probe) == index.search_shards([shard], probe)
+    # Two shards together answer as one holding everything.
+    first, second = index.IndexShard(), index.IndexShard()
+    for finger in range(101, 111):
+        (first if finger % 2 else second).add(finger, db3[(finger, 1)])
+    merged = index.search_shards([first, second], probe, limit=5)
+    assert [c.key for c in merged] == [c.key for c in index.search_shards([shard], probe,
+                                                                          limit=5)]
+
+
+def test_memory_per_finger_is_under_one_kib() -> None:
+    assert index.IndexShard().bytes_per_finger <= 1024
+
+
+def test_empty_shard_and_empty_probe(db3) -> None:
+    assert index.search_shards([index.IndexShard()], db3[(101, 1)]) == []
+    shard = gallery(db3)
+    assert index.search_shards([shard], matching.prepare(FingerView(1, ()))) == []

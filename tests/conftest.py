@@ -25,6 +25,7 @@ from lintas.node.runtime import Node, init_node
 from lintas.protocol.keyfile import parse_member_keys
 from lintas.storage import Database
 
+REPO = Path(__file__).resolve().parents[1]
 PASSPHRASE = "correct horse battery staple"
 PG_ADMIN = os.environ.get("LINTAS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", "postgresql"]
@@ -127,6 +128,17 @@ def refresh_all(hub: HubFixture) -> None:
             node.refresh_directory(client)
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def fvc2004() -> Path:
+    """The shared public fingerprint data (FVC2004), found through LINTAS_DATA."""
+    root = Path(os.environ.get("LINTAS_DATA", REPO.parent / "shared" / "data")) / "fvc2004"
+    if not (root / "DB1_B" / "101_1.tif").exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"FVC2004 data is required under CI and missing at {root}")
+        pytest.skip(f"FVC2004 data not found at {root} (set LINTAS_DATA)")
+    return root
 
 
 @pytest.fixture(params=BACKENDS)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, Integer, String, Text
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from lintas.storage import UTCDateTime
@@ -78,3 +87,38 @@ class RejectedEnvelope(Base):
     code: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class GalleryPerson(Base):
+    """A person of the national gallery: the national record id and nothing else personal
+    (biographical data stays in the national system the reference points to)."""
+
+    __tablename__ = "gallery_persons"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class GalleryFinger(Base):
+    """One enrolled impression of one finger, as an ISO/IEC 19794-2:2011 record. Images
+    are never stored."""
+
+    __tablename__ = "gallery_fingers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("gallery_persons.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)  # 1 right thumb ... 10 left little
+    impression: Mapped[int] = mapped_column(Integer)  # 1, 2, ... per person and position
+    template: Mapped[bytes] = mapped_column(LargeBinary)
+    nfiq2: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    minutiae_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("person_id", "position", "impression",
+                         name="uq_gallery_fingers_person_position_impression"),
+        CheckConstraint("position BETWEEN 1 AND 10", name="ck_gallery_fingers_position"),
+        CheckConstraint("impression >= 1", name="ck_gallery_fingers_impression"),
+    )

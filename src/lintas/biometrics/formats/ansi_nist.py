@@ -66,8 +66,6 @@ import datetime as dt
 import enum
 import io
 import re
-import subprocess
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,6 +84,7 @@ from lintas.biometrics.images import (
     from_array,
     load_image,
 )
+from lintas.biometrics.images import decode_wsq_isolated as _decode_wsq_isolated
 from lintas.biometrics.minutiae import FingerView, Minutia, MinutiaeTemplate, MinutiaType
 
 VERSION = "0500"
@@ -97,7 +96,6 @@ MAX_FIELDS = 300
 MAX_TRANSACTION_BYTES = 64 * 1024 * 1024
 IMPRESSION_TYPES = frozenset({0, 1, 2, 3, 8})  # live/non-live plain/rolled, swipe
 ANGLE_UNIT = 2.0  # degrees per 9.137 MAV unit
-WSQ_TIMEOUT = 60.0  # seconds for decoding the WSQ images of one transaction
 
 _PPMM_500_PPI = "19.69"  # 1.011 NSR / 1.012 NTR of a 500 ppi Type-4 image
 _TYPE4_HEADER = 18  # LEN 4, IDC 1, IMP 1, FGP 6, ISR 1, HLL 2, VLL 2, GCA 1
@@ -860,68 +858,6 @@ class _ImageContent:
     data_tag: int  # 4.009 or 14.999, for error messages
     image: FingerImage | None = None
     wsq: bytes | None = None
-
-
-_WSQ_CHILD = r"""
-import io, sys
-import wsq
-from PIL import Image
-data, out, pos = sys.stdin.buffer.read(), sys.stdout.buffer, 0
-while pos + 4 <= len(data):
-    size = int.from_bytes(data[pos:pos + 4], "big")
-    chunk, pos = data[pos + 4:pos + 4 + size], pos + 4 + size
-    try:
-        with Image.open(io.BytesIO(chunk)) as img:
-            img.load()
-            width, height = img.size
-            pixels = img.convert("L").tobytes()
-        out.write(b"K" + width.to_bytes(4, "big") + height.to_bytes(4, "big") + pixels)
-    except Exception as exc:
-        text = str(exc).encode("utf-8", "replace")[:300]
-        out.write(b"E" + len(text).to_bytes(4, "big") + text)
-    out.flush()
-"""
-
-
-def _decode_wsq_isolated(payloads: list[bytes]) -> list[np.ndarray | str]:
-    """Decode WSQ images in a child interpreter, so that a decoder crash on hostile data
-    is an error here, not the end of this process. A str result is the reason it failed."""
-    stdin = b"".join(len(p).to_bytes(4, "big") + p for p in payloads)
-    try:
-        done = subprocess.run([sys.executable, "-I", "-c", _WSQ_CHILD], input=stdin,
-                              capture_output=True, timeout=WSQ_TIMEOUT, check=False)
-    except subprocess.TimeoutExpired:
-        return [f"decoding took longer than {WSQ_TIMEOUT:.0f} s"] * len(payloads)
-    except OSError as exc:
-        return [f"the WSQ decoder process could not start: {exc}"] * len(payloads)
-    results: list[np.ndarray | str] = []
-    out, pos = done.stdout, 0
-    while pos < len(out) and len(results) < len(payloads):
-        kind = out[pos:pos + 1]
-        if kind == b"K" and pos + 9 <= len(out):
-            width = int.from_bytes(out[pos + 1:pos + 5], "big")
-            height = int.from_bytes(out[pos + 5:pos + 9], "big")
-            pixels = out[pos + 9:pos + 9 + width * height]
-            if len(pixels) != width * height:
-                break
-            results.append(np.frombuffer(pixels, dtype=np.uint8).reshape(height, width).copy())
-            pos += 9 + width * height
-        elif kind == b"E" and pos + 5 <= len(out):
-            size = int.from_bytes(out[pos + 1:pos + 5], "big")
-            results.append(out[pos + 5:pos + 5 + size].decode("utf-8", "replace"))
-            pos += 5 + size
-        else:
-            break
-    if done.returncode == 0 and len(results) == len(payloads):
-        return results
-    # A crash may follow an error report, or corrupt what was decoded before it: trust
-    # none of this run, and blame the first image that failed or went unreported.
-    failed = [i for i, r in enumerate(results) if isinstance(r, str)]
-    culprit = failed[0] if failed else min(len(results), len(payloads) - 1)
-    reason = (f"the WSQ decoder crashed (exit status {done.returncode})" if done.returncode
-              else "the WSQ decoder gave no result")
-    return [reason if i == culprit else "not decoded: the WSQ decoder failed on another image"
-            for i in range(len(payloads))]
 
 
 # ---------------------------------------------------------------------------- templates

@@ -1,0 +1,436 @@
+"""`lintas gallery ...`: the node's fingerprint gallery, from the command line.
+
+The commands open the node's database as `lintas node` does (--data-dir, or --db /
+LINTAS_NODE_DB). Enrolment checks every print (NFIQ 2 quality, enough minutiae) and says
+why one is refused; images are never stored, only ISO/IEC 19794-2 templates.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lintas.cli.common import console, fail, friendly
+from lintas.cli.node import DEFAULT_DIR, DataDir, DbOpt, _db_url
+
+if TYPE_CHECKING:
+    from lintas.node.gallery import Gallery
+
+app = typer.Typer(help="Enrol, list, delete and search the node's fingerprint gallery.",
+                  no_args_is_help=True)
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".bmp", ".jpg", ".jpeg", ".wsq")
+_FLAT = re.compile(r"(?P<person>.+)_(?P<impression>[0-9]+)")
+_NESTED = re.compile(r"(?P<position>[0-9]{1,2})_(?P<impression>[0-9]+)")
+_TYPE2_TAG = re.compile(r"2\.[0-9]{3,4}")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+Ppi = Annotated[float | None, typer.Option(
+    "--ppi", help="Resolution of the images in pixels per inch, when their files do not "
+                  "carry a plausible one (FVC2004 DB3 is 512). Default: the file's, else 500.")]
+Replace = Annotated[bool, typer.Option(
+    "--replace", help="Replace the fingers (and label) of persons already enrolled; "
+                      "without it they are refused.")]
+Strict = Annotated[bool, typer.Option(
+    "--strict", help="Refuse a whole person when one of their prints is rejected (default: "
+                     "enrol the acceptable prints and report the others).")]
+
+
+def _error(message: str, code: int = 2) -> NoReturn:
+    fail(message, code)
+    raise AssertionError("fail() raises typer.Exit")
+
+
+def _gallery_errors(func: F) -> F:
+    """The biometric and gallery errors as one clear line (the rest: `friendly`)."""
+    from lintas.biometrics.formats import TemplateFormatError
+    from lintas.biometrics.images import ImageError
+    from lintas.biometrics.matching import MatchError
+    from lintas.node.gallery import GalleryError
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (GalleryError, ImageError, TemplateFormatError, MatchError) as exc:
+            _error(str(exc))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _open(data_dir: Path, db: str | None) -> Gallery:
+    from lintas.node import node_database
+    from lintas.node.gallery import Gallery
+
+    if db is None and not (data_dir / "node.db").is_file():
+        _error(f"--data-dir: no node database at {data_dir / 'node.db'}; run `lintas node init` "
+             "first, or give --db")
+    database = node_database(_db_url(data_dir, db))
+    database.require_current("node")
+    return Gallery(database)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console)
+
+
+@dataclass
+class _Outcome:
+    persons: int = 0
+    fingers: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+
+
+def _summary(outcome: _Outcome, files: int) -> None:
+    table = Table("", "count", title="Enrolment summary")
+    table.add_row("files found", str(files))
+    table.add_row("persons enrolled", str(outcome.persons))
+    table.add_row("fingers enrolled", str(outcome.fingers))
+    table.add_row("prints rejected", str(len(outcome.rejected)))
+    console.print(table)
+    if outcome.rejected:
+        rejected = Table("file", "reason", title="Rejected prints")
+        for name, reason in outcome.rejected:
+            rejected.add_row(name, reason)
+        console.print(rejected)
+
+
+def _enrol(gallery: Gallery, outcome: _Outcome, reference: str, fingers: list[tuple[int, Any]],
+           names: list[str], replace: bool, strict: bool) -> None:
+    """Enrol one person; their files' rejections go into `outcome`."""
+    from lintas.node.gallery import DuplicateReference
+
+    try:
+        result = gallery.enrol(reference, fingers, replace=replace, partial=not strict)
+    except DuplicateReference:
+        outcome.rejected += [(n, f"person {reference!r} is already enrolled (--replace to "
+                                 "replace)") for n in names]
+        return
+    for rejection in result.rejected:
+        outcome.rejected.append((names[rejection.index], rejection.reason))
+    if result.enrolled:
+        outcome.persons += 1
+        outcome.fingers += len(result.fingers)
+    elif not result.rejected:
+        outcome.rejected += [(n, "not enrolled") for n in names]
+    elif strict and len(result.rejected) < len(names):
+        refused = {r.index for r in result.rejected}
+        outcome.rejected += [(n, "not enrolled: another print of this person was rejected "
+                                 "(--strict)") for i, n in enumerate(names) if i not in refused]
+
+
+def _finish(outcome: _Outcome, files: int) -> None:
+    _summary(outcome, files)
+    if outcome.rejected:
+        raise typer.Exit(1)
+
+
+def _folder_files(folder: Path, pattern: str,
+                  position: int) -> tuple[dict[str, list[tuple[int, int, Path]]],
+                                          list[tuple[str, str]], int]:
+    """Persons -> [(position, impression, file)], files refused by name, files seen."""
+    persons: dict[str, list[tuple[int, int, Path]]] = defaultdict(list)
+    refused: list[tuple[str, str]] = []
+    try:
+        files = sorted(p for p in folder.glob(pattern)
+                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    except ValueError as exc:  # e.g. a non-relative or malformed pattern
+        _error(f"--pattern {pattern!r}: {exc}")
+    for path in files:
+        rel = path.relative_to(folder)
+        if len(rel.parts) == 1 and (m := _FLAT.fullmatch(path.stem)):
+            persons[m["person"]].append((position, int(m["impression"]), path))
+        elif len(rel.parts) == 2 and (m := _NESTED.fullmatch(path.stem)) \
+                and 1 <= int(m["position"]) <= 10:
+            persons[rel.parts[0]].append((int(m["position"]), int(m["impression"]), path))
+        else:
+            refused.append((str(rel), "the name follows neither <person>_<impression>.<ext> "
+                                      "nor <person>/<position 1-10>_<impression>.<ext>"))
+    for items in persons.values():
+        items.sort()
+    return persons, refused, len(files)
+
+
+@app.command("enrol-folder")
+@friendly
+@_gallery_errors
+def enrol_folder(
+    folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, dir_okay=True,
+                                           metavar="FOLDER",
+                                           help="Folder of fingerprint images.")],
+    ppi: Ppi = None,
+    pattern: Annotated[str, typer.Option(
+        help="Which files to take (a glob relative to FOLDER), e.g. '10[1-5]_[12].tif'.")]
+    = "**/*",
+    position: Annotated[int, typer.Option(
+        min=1, max=10, help="Finger position of files named <person>_<impression> (their "
+                            "name does not say): 1 right thumb ... 10 left little.")] = 1,
+    replace: Replace = False,
+    strict: Strict = False,
+    data_dir: DataDir = DEFAULT_DIR,
+    db: DbOpt = None,
+) -> None:
+    """Enrol every person found in a folder of images (PNG, TIFF, BMP, JPEG, WSQ).
+
+    Two layouts are understood, and may be mixed:
+
+    - FOLDER/<person>_<impression>.<ext> (FVC style, e.g. 101_2.tif: person 101, second
+      impression); the finger position is --position (default 1).
+
+    - FOLDER/<person>/<position>_<impression>.<ext> (e.g. ID-123/2_1.png: person ID-123,
+      finger 2 = right index, first impression).
+
+    <person> becomes the gallery reference. Each print is quality-checked (NFIQ 2) and
+    must show at least 8 minutiae; the summary lists every rejected file with the reason.
+    Exit status 0 when every print was enrolled, 1 when some were rejected.
+
+    Example: lintas gallery enrol-folder fvc2004/DB3_B --ppi 512 --pattern '*_[12].tif'
+    """
+    from lintas.biometrics.images import ImageError, load_image
+
+    gallery = _open(data_dir, db)
+    persons, refused, files = _folder_files(folder, pattern, position)
+    if not files:
+        _error(f"FOLDER: no image files ({', '.join(IMAGE_SUFFIXES)}) matching {pattern!r} "
+             f"in {folder}")
+    outcome = _Outcome(rejected=list(refused))
+    with _progress() as progress:
+        task = progress.add_task("enrolling", total=files)
+        for person, items in persons.items():
+            progress.update(task, description=f"enrolling {person}")
+            fingers, names = [], []
+            for finger, _, path in items:
+                name = str(path.relative_to(folder))
+                try:
+                    fingers.append((finger, load_image(path.read_bytes(), ppi)))
+                    names.append(name)
+                except (ImageError, OSError) as exc:
+                    outcome.rejected.append((name, str(exc)))
+            if fingers:
+                _enrol(gallery, outcome, person, fingers, names, replace, strict)
+            progress.advance(task, len(items))
+        progress.advance(task, len(refused))
+        progress.update(task, description="enrolled")
+    _finish(outcome, files)
+
+
+@app.command("enrol-nist")
+@friendly
+@_gallery_errors
+def enrol_nist(
+    files: Annotated[list[Path], typer.Argument(
+        exists=True, dir_okay=False, metavar="FILE...",
+        help="ANSI/NIST-ITL 1-2011 transaction files (.an2, .eft).")],
+    reference_field: Annotated[str | None, typer.Option(
+        "--reference-field", help="The Type-2 field holding the person's reference, e.g. "
+                                  "2.010. Default: the transaction control number (1.009 TCN).")]
+    = None,
+    replace: Replace = False,
+    strict: Strict = False,
+    data_dir: DataDir = DEFAULT_DIR,
+    db: DbOpt = None,
+) -> None:
+    """Enrol one person from each ANSI/NIST-ITL transaction.
+
+    Fingers come from the Type-14 or Type-4 images (quality-checked, then extracted
+    here), or from the Type-9 minutiae of a finger that has no image. Each file is one
+    person; the summary lists every rejected file or finger with the reason. Exit status
+    0 when every finger was enrolled, 1 when some were rejected.
+
+    Example: lintas gallery enrol-nist card-0001.an2 card-0002.an2 --reference-field 2.010
+    """
+    from lintas.biometrics.formats.ansi_nist import AnsiNistError, read_transaction
+    from lintas.node.gallery import FINGER_NAMES
+
+    if reference_field is not None and not _TYPE2_TAG.fullmatch(reference_field):
+        _error(f"--reference-field: {reference_field!r} is not a Type-2 field tag like 2.010")
+    gallery = _open(data_dir, db)
+    outcome = _Outcome()
+    with _progress() as progress:
+        task = progress.add_task("enrolling", total=len(files))
+        for path in files:
+            progress.update(task, description=f"enrolling {path.name}")
+            try:
+                tx = read_transaction(path.read_bytes())
+            except (AnsiNistError, OSError) as exc:
+                outcome.rejected.append((path.name, str(exc)))
+                progress.advance(task)
+                continue
+            reference = tx.tcn if reference_field is None else tx.type2.get(reference_field)
+            if not reference:
+                outcome.rejected.append((path.name, f"no Type-2 field {reference_field}: "
+                                                    "the person's reference is unknown"))
+                progress.advance(task)
+                continue
+            fingers: list[tuple[int, Any]] = []
+            names = []
+            for finger in tx.fingers:
+                sample = finger.image if finger.image is not None else finger.minutiae
+                fingers.append((finger.position, sample))
+                source = "image" if finger.image is not None else "Type-9 minutiae"
+                names.append(f"{path.name} finger {finger.position} "
+                             f"({FINGER_NAMES[finger.position]}, {source})")
+            try:
+                _enrol(gallery, outcome, reference.strip(), fingers, names, replace, strict)
+            except ValueError as exc:  # a reference the gallery cannot take
+                outcome.rejected.append((path.name, str(exc)))
+            progress.advance(task)
+        progress.update(task, description="enrolled")
+    _finish(outcome, len(files))
+
+
+@app.command("list")
+@friendly
+@_gallery_errors
+def list_persons(
+    limit: Annotated[int, typer.Option(min=1, help="At most this many persons.")] = 50,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many first.")] = 0,
+    data_dir: DataDir = DEFAULT_DIR,
+    db: DbOpt = None,
+) -> None:
+    """List enrolled persons by reference, with how many impressions each has.
+
+    Example: lintas gallery list --limit 20
+    """
+    gallery = _open(data_dir, db)
+    persons = gallery.persons(limit, offset)
+    table = Table("reference", "label", "impressions", "enrolled", "updated",
+                  title=f"Gallery: {gallery.count()} persons, {gallery.finger_count()} "
+                        "impressions")
+    for p in persons:
+        table.add_row(p.reference, p.label or "", str(p.fingers), _when(p.created_at),
+                      _when(p.updated_at))
+    console.print(table)
+
+
+@app.command()
+@friendly
+@_gallery_errors
+def show(
+    reference: Annotated[str, typer.Argument(metavar="REFERENCE",
+                                             help="The person's reference.")],
+    data_dir: DataDir = DEFAULT_DIR,
+    db: DbOpt = None,
+) -> None:
+    """Show one person's enrolled fingers (position, impression, NFIQ 2, minutiae).
+
+    Example: lintas gallery show ID-123
+    """
+    from lintas.node.gallery import finger_name
+
+    person = _open(data_dir, db).get(reference)
+    if person is None:
+        _error(f"REFERENCE: no person {reference!r} in the gallery")
+    table = Table("finger", "impression", "NFIQ 2", "minutiae", "enrolled",
+                  title=f"{person.reference}" + (f" ({person.label})" if person.label else ""))
+    for f in person.fingers:
+        table.add_row(finger_name(f.position), str(f.impression),
+                      "—" if f.nfiq2 is None else str(f.nfiq2), str(f.minutiae_count),
+                      _when(f.created_at))
+    console.print(table)
+
+
+@app.command()
+@friendly
+@_gallery_errors
+def delete(
+    reference: Annotated[str, typer.Argument(metavar="REFERENCE",
+                                             help="The person's reference.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    data_dir: DataDir = DEFAULT_DIR,
+    db: DbOpt = None,
+) -> None:
+    """Delete a person and all their fingers from the gallery.
+
+    Example: lintas gallery delete ID-123 --yes
+    """
+    gallery = _open(data_dir, db)
+    person = gallery.get(reference)
+    if person is None:
+        _error(f"REFERENCE: no person {reference!r} in the gallery")
+    if not yes and not typer.confirm(f"Delete {reference!r} and its {len(person.fingers)} "
+                                     "enrolled impressions?"):
+        _error("not deleted", code=1)
+    removed = gallery.delete(reference)
+    console.print(f"[green]deleted[/] {reference} ({removed} impressions)")
+
+
+@app.command()
+@friendly
+@_gallery_errors
+def search(
+    images: Annotated[list[Path], typer.Argument(
+        exists=True, dir_okay=False, metavar="IMAGE...", help="Probe images, one per finger.")],
+    position: Annotated[list[int] | None, typer.Option(
+        "--position", min=1, max=10,
+        help="Finger position of each image, in the same order (once per image); "
+             "default: 1 for a single image.")] = None,
+    ppi: Ppi = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many candidates.")]
+    = 10,
+    max_fmr: Annotated[float | None, typer.Option(
+        "--max-fmr", min=0, max=1, help="Only candidates at or below this false match rate.")]
+    = None,
+    data_dir: DataDir = DEFAULT_DIR,
+    db: DbOpt = None,
+) -> None:
+    """Search the gallery with one or more fingers of a person and print the candidates,
+    lowest false match rate (FMR) first.
+
+    A candidate's FMR is how often an impostor would compare as well with one enrolled
+    person (calibrated on FVC2004 impostors; several fingers fused). Searching N persons,
+    about N x FMR impostors are expected at that level: weigh it against the gallery size.
+
+    Example: lintas gallery search probe-thumb.png probe-index.png --position 1
+    --position 2
+    """
+    from lintas.biometrics.images import load_image
+
+    positions = list(position or [])
+    if not positions and len(images) == 1:
+        positions = [1]
+    if len(positions) != len(images):
+        _error(f"--position: {len(images)} images need {len(images)} --position values (one "
+             f"per image, in order), not {len(positions)}")
+    if max_fmr == 0:
+        _error("--max-fmr: must be above 0")
+    gallery = _open(data_dir, db)
+    samples = []
+    for path, finger in zip(images, positions, strict=True):
+        try:
+            samples.append((finger, load_image(path.read_bytes(), ppi)))
+        except ValueError as exc:
+            _error(f"IMAGE {path}: {exc}")
+    probe, rejected = gallery.prepare_probe(samples)
+    for r in rejected:
+        console.print(f"[yellow]not used:[/] {images[r.index]}: {r}")
+    if not probe:
+        _error("IMAGE: no usable probe finger (see above)")
+    candidates = gallery.search(probe, limit=limit, max_fmr=max_fmr)
+    size = gallery.count()
+    if not candidates:
+        console.print(f"no candidate among {size} enrolled persons")
+        return
+    table = Table("#", "reference", "FMR", "evidence", "fingers (score, FMR, impression)",
+                  title=f"Candidates among {size} enrolled persons")
+    for rank, c in enumerate(candidates, start=1):
+        detail = "; ".join(f"{p}: {s.score:.3f}, {s.fmr:.1e}, #{s.impression}"
+                           for p, s in sorted(c.fingers.items()))
+        table.add_row(str(rank), c.reference, f"{c.fmr:.1e}", f"{c.evidence:.1f}", detail)
+    console.print(table)
+
+
+def _when(moment: Any) -> str:
+    return str(moment.strftime("%Y-%m-%d %H:%M"))
+

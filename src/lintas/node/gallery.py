@@ -1,0 +1,572 @@
+"""The node's fingerprint gallery: enrolled persons, their finger templates, 1:N search.
+
+    Gallery(db)
+      .enrol(reference, fingers, label=None, replace=False, partial=False) -> EnrolResult
+      .update(reference, fingers, partial=False)  -> EnrolResult  (replaces those positions)
+      .delete(reference)                          -> fingers removed
+      .get(reference)                             -> PersonRecord | None
+      .persons(limit, offset) / .count() / .finger_count()
+      .iter_templates()                           -> GalleryTemplate, for a 1:N index
+      .prepare_probe(fingers)                     -> ({position: MatchTemplate}, rejections)
+      .search(probe, limit=10, max_fmr=None)      -> [Candidate], best first
+
+A person is known by `reference`, the national record id; the gallery holds nothing else
+personal (an optional free-text label at most). `fingers` is a list of (finger position
+1-10, sample): a `FingerImage` (quality-checked with NFIQ 2, then extracted), a
+`FingerView` or a one-view `MinutiaeTemplate` (minutiae already extracted elsewhere, e.g.
+an ANSI/NIST Type-9 record: no image, so only the minutiae count is checked). Each
+position's impressions are numbered 1, 2, ... in the order given. Templates are stored
+as ISO/IEC 19794-2:2011 records; images are never stored.
+
+Enrolment is all-or-nothing per person: every finger is checked before anything is
+written, the person and fingers are written in one transaction, and a person with no
+acceptable finger is never created. By default one rejected finger refuses the whole
+enrolment (the officer recaptures it); with `partial=True` (bulk imports) the acceptable
+fingers are enrolled and the rejected ones reported.
+
+Listeners registered with `on_enrol` / `on_delete` are called after the commit, so an
+in-memory 1:N index can follow the gallery incrementally; an exception raised by a
+listener reaches the caller, but the write it follows is already committed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from lintas.biometrics import formats
+from lintas.biometrics.extraction import extract
+from lintas.biometrics.images import FingerImage, ImageError
+from lintas.biometrics.matching import Comparison, MatchTemplate, compare_fingers, prepare
+from lintas.biometrics.minutiae import PPCM_500_PPI, FingerView, MinutiaeTemplate
+from lintas.biometrics.quality import DEFAULT_ADVICE, Purpose, QualityPolicy, nfiq2
+from lintas.node.models import GalleryFinger, GalleryPerson
+from lintas.storage import Database, utcnow
+
+MIN_MINUTIAE = 8
+MAX_REFERENCE = 64
+MAX_LABEL = 200
+MAX_FINGERS_PER_PERSON = 100
+TEMPLATE_FORMAT = formats.ISO_2011
+
+FINGER_NAMES = {1: "right thumb", 2: "right index", 3: "right middle", 4: "right ring",
+                5: "right little", 6: "left thumb", 7: "left index", 8: "left middle",
+                9: "left ring", 10: "left little"}
+
+Sample = FingerImage | FingerView | MinutiaeTemplate
+
+
+def finger_name(position: int) -> str:
+    return f"finger {position} ({FINGER_NAMES[position]})" if position in FINGER_NAMES \
+        else f"finger {position}"
+
+
+class GalleryError(ValueError):
+    """A request the gallery refuses; the message names the field and the problem."""
+
+
+class DuplicateReference(GalleryError):
+    pass
+
+
+class UnknownReference(GalleryError):
+    pass
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A finger not enrolled (or not used as a probe), with the reason for the officer."""
+
+    index: int  # 0-based, in the list of fingers given
+    position: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{finger_name(self.position)}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class EnrolledFinger:
+    id: int
+    position: int
+    impression: int
+    nfiq2: int | None
+    minutiae_count: int
+
+
+@dataclass(frozen=True)
+class EnrolResult:
+    reference: str
+    enrolled: bool  # False: nothing was written
+    fingers: tuple[EnrolledFinger, ...]
+    rejected: tuple[Rejection, ...]
+    removed: int = 0  # fingers replaced (enrol with replace=True, or update)
+
+
+@dataclass(frozen=True)
+class FingerRecord:
+    id: int
+    position: int
+    impression: int
+    nfiq2: int | None
+    minutiae_count: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PersonRecord:
+    reference: str
+    label: str | None
+    created_at: datetime
+    updated_at: datetime
+    fingers: tuple[FingerRecord, ...]
+
+
+@dataclass(frozen=True)
+class PersonSummary:
+    reference: str
+    label: str | None
+    fingers: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class GalleryTemplate(NamedTuple):
+    """One enrolled impression, ready for a 1:N index."""
+
+    finger_id: int
+    reference: str
+    position: int
+    template: MatchTemplate
+
+
+@dataclass(frozen=True)
+class FingerScore:
+    finger_id: int
+    impression: int
+    comparison: Comparison  # raw score, FMR and the paired minutiae, for the reviewer
+
+    @property
+    def score(self) -> float:
+        return self.comparison.score
+
+    @property
+    def fmr(self) -> float:
+        return self.comparison.fmr
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A person whose fingers resemble the probe's.
+
+    `fmr` is the false match rate of the fused comparison (see
+    `lintas.biometrics.matching.compare_fingers`) against the person's best-matching
+    impression, multiplied by the number of impressions compared (at most 1): taking the
+    best of k tries gives an impostor up to k chances. It is a per-person rate: searching
+    N persons, about N x fmr impostors are expected to score as well.
+    """
+
+    reference: str
+    fmr: float
+    fingers: Mapping[int, FingerScore]  # finger position -> its comparison
+
+    @property
+    def evidence(self) -> float:
+        """-log10(fmr): 2 at FMR 1 %, 3 at 0.1 %, and so on."""
+        return -math.log10(self.fmr)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    position: int
+    record: bytes
+    nfiq2: int | None
+    minutiae_count: int
+    template: MatchTemplate
+
+
+EnrolListener = Callable[[list[GalleryTemplate]], None]
+DeleteListener = Callable[[list[int]], None]
+
+
+class Gallery:
+    def __init__(self, db: Database, policy: QualityPolicy | None = None,
+                 min_minutiae: int = MIN_MINUTIAE) -> None:
+        self.db = db
+        self.policy = policy or QualityPolicy()
+        self.min_minutiae = min_minutiae
+        self._on_enrol: list[EnrolListener] = []
+        self._on_delete: list[DeleteListener] = []
+
+    # --- listeners --------------------------------------------------------------------
+
+    def on_enrol(self, listener: EnrolListener) -> None:
+        """Call `listener(templates)` after each commit that adds fingers."""
+        self._on_enrol.append(listener)
+
+    def on_delete(self, listener: DeleteListener) -> None:
+        """Call `listener(finger_ids)` after each commit that removes fingers."""
+        self._on_delete.append(listener)
+
+    def _notify(self, removed: list[int], added: list[GalleryTemplate]) -> None:
+        if removed:
+            for on_delete in self._on_delete:
+                on_delete(list(removed))
+        if added:
+            for on_enrol in self._on_enrol:
+                on_enrol(list(added))
+
+    # --- writing ----------------------------------------------------------------------
+
+    def enrol(self, reference: str, fingers: Sequence[tuple[int, Sample]],
+              label: str | None = None, replace: bool = False,
+              partial: bool = False) -> EnrolResult:
+        """Enrol a new person (or, with `replace`, replace a known person's fingers and
+        label). DuplicateReference if the reference is known and `replace` is False."""
+        _check_reference(reference)
+        if label is not None and (not isinstance(label, str) or len(label) > MAX_LABEL):
+            raise GalleryError(f"label: text of at most {MAX_LABEL} characters")
+        if not replace:
+            self._refuse_known(reference)
+        checked, rejected = self._check_all(fingers, "enrolment")
+        if not checked or (rejected and not partial):
+            return EnrolResult(reference, False, (), tuple(rejected))
+        now = utcnow()
+        try:
+            with self.db.session() as s:
+                person = s.scalar(select(GalleryPerson)
+                                  .where(GalleryPerson.reference == reference))
+                removed: list[int] = []
+                if person is None:
+                    person = GalleryPerson(reference=reference, label=label, created_at=now,
+                                           updated_at=now)
+                    s.add(person)
+                    s.flush()
+                elif not replace:
+                    raise DuplicateReference(_known(reference))
+                else:
+                    removed = list(s.scalars(select(GalleryFinger.id)
+                                             .where(GalleryFinger.person_id == person.id)))
+                    s.execute(delete(GalleryFinger).where(GalleryFinger.person_id == person.id))
+                    person.label, person.updated_at = label, now
+                rows = self._insert(s, person.id, checked, now)
+        except IntegrityError:  # another process enrolled the same reference meanwhile
+            raise DuplicateReference(_known(reference)) from None
+        return self._done(reference, rows, checked, rejected, removed)
+
+    def update(self, reference: str, fingers: Sequence[tuple[int, Sample]],
+               partial: bool = False) -> EnrolResult:
+        """Replace the impressions of the finger positions given (all of a position's
+        impressions: those positions' fingers are recaptured); others stay as they are."""
+        if self.get(reference) is None:
+            raise UnknownReference(_unknown(reference))
+        checked, rejected = self._check_all(fingers, "enrolment")
+        if not checked or (rejected and not partial):
+            return EnrolResult(reference, False, (), tuple(rejected))
+        now = utcnow()
+        with self.db.session() as s:
+            person = s.scalar(select(GalleryPerson).where(GalleryPerson.reference == reference))
+            if person is None:
+                raise UnknownReference(_unknown(reference))
+            positions = sorted({c.position for c in checked})
+            which = (GalleryFinger.person_id == person.id) & \
+                GalleryFinger.position.in_(positions)
+            removed = list(s.scalars(select(GalleryFinger.id).where(which)))
+            s.execute(delete(GalleryFinger).where(which))
+            person.updated_at = now
+            rows = self._insert(s, person.id, checked, now)
+        return self._done(reference, rows, checked, rejected, removed)
+
+    def delete(self, reference: str) -> int:
+        """Remove a person and (by the foreign key's ON DELETE CASCADE) all their fingers;
+        returns how many fingers went. UnknownReference if there is no such person."""
+        _check_reference(reference)
+        with self.db.session() as s:
+            person_id = s.scalar(select(GalleryPerson.id)
+                                 .where(GalleryPerson.reference == reference))
+            if person_id is None:
+                raise UnknownReference(_unknown(reference))
+            removed = list(s.scalars(select(GalleryFinger.id)
+                                     .where(GalleryFinger.person_id == person_id)))
+            s.execute(delete(GalleryPerson).where(GalleryPerson.id == person_id))
+        self._notify(removed, [])
+        return len(removed)
+
+    def _refuse_known(self, reference: str) -> None:
+        with self.db.session() as s:
+            if s.scalar(select(GalleryPerson.id)
+                        .where(GalleryPerson.reference == reference)) is not None:
+                raise DuplicateReference(_known(reference))
+
+    @staticmethod
+    def _insert(s: Session, person_id: int, checked: list[_Checked],
+                now: datetime) -> list[GalleryFinger]:
+        numbers: dict[int, int] = defaultdict(int)
+        rows = []
+        for c in checked:
+            numbers[c.position] += 1
+            rows.append(GalleryFinger(person_id=person_id, position=c.position,
+                                      impression=numbers[c.position], template=c.record,
+                                      nfiq2=c.nfiq2, minutiae_count=c.minutiae_count,
+                                      created_at=now))
+        s.add_all(rows)
+        s.flush()  # assigns the ids
+        return rows
+
+    def _done(self, reference: str, rows: list[GalleryFinger], checked: list[_Checked],
+              rejected: list[Rejection], removed: list[int]) -> EnrolResult:
+        added = [GalleryTemplate(r.id, reference, r.position, c.template)
+                 for r, c in zip(rows, checked, strict=True)]
+        self._notify(removed, added)
+        return EnrolResult(
+            reference, True,
+            tuple(EnrolledFinger(r.id, r.position, r.impression, r.nfiq2, r.minutiae_count)
+                  for r in rows),
+            tuple(rejected), len(removed))
+
+    # --- checking samples -------------------------------------------------------------
+
+    def _check_all(self, fingers: Sequence[tuple[int, Sample]],
+                   purpose: Purpose) -> tuple[list[_Checked], list[Rejection]]:
+        if isinstance(fingers, str | bytes) or not isinstance(fingers, Sequence):
+            raise GalleryError("fingers: a list of (finger position, sample) pairs")
+        if not fingers:
+            raise GalleryError("fingers: at least one finger is required")
+        if len(fingers) > MAX_FINGERS_PER_PERSON:
+            raise GalleryError(f"fingers: at most {MAX_FINGERS_PER_PERSON} impressions")
+        for i, item in enumerate(fingers):
+            if not (isinstance(item, tuple) and len(item) == 2):
+                raise GalleryError(f"fingers[{i}]: a (finger position, sample) pair")
+            position, sample = item
+            if isinstance(position, bool) or not isinstance(position, int) \
+                    or not 1 <= position <= 10:
+                raise GalleryError(f"fingers[{i}]: finger position {position!r} is not 1..10")
+            if not isinstance(sample, FingerImage | FingerView | MinutiaeTemplate):
+                raise GalleryError(f"fingers[{i}]: a FingerImage, FingerView or "
+                                   f"MinutiaeTemplate, not {type(sample).__name__}")
+        checked, rejected = [], []
+        for i, (position, sample) in enumerate(fingers):
+            result = self._check(position, sample, purpose)
+            if isinstance(result, str):
+                rejected.append(Rejection(i, position, result))
+            else:
+                checked.append(result)
+        return checked, rejected
+
+    def _check(self, position: int, sample: Sample, purpose: Purpose) -> _Checked | str:
+        """The finger ready to store and compare, or why it is refused."""
+        quality: int | None = None
+        if isinstance(sample, FingerImage):
+            report = nfiq2(sample)
+            verdict = self.policy.verdict(report, purpose)
+            if verdict is not None:
+                return verdict
+            quality = report.score
+            try:
+                view = extract(sample, position)
+            except ImageError as exc:
+                return f"{exc}: {DEFAULT_ADVICE}"
+            template = MinutiaeTemplate(sample.width, sample.height, (view,))
+            advice = f": {DEFAULT_ADVICE}"
+        else:
+            template_or_reason = _as_500_ppi(sample, position)
+            if isinstance(template_or_reason, str):
+                return template_or_reason
+            template, advice = template_or_reason, ""
+        count = len(template.views[0].minutiae)
+        if count < self.min_minutiae:
+            return f"only {count} minutiae (at least {self.min_minutiae} are needed){advice}"
+        try:
+            record = formats.write(template, TEMPLATE_FORMAT)
+            stored = formats.read(record, TEMPLATE_FORMAT).views[0]
+        except ValueError as exc:
+            return f"the template cannot be stored as {TEMPLATE_FORMAT}: {exc}"
+        # What is compared now is exactly what a restart will read back from the database.
+        return _Checked(position, record, quality, count, prepare(stored))
+
+    # --- reading ----------------------------------------------------------------------
+
+    def get(self, reference: str) -> PersonRecord | None:
+        _check_reference(reference)
+        with self.db.session() as s:
+            person = s.scalar(select(GalleryPerson).where(GalleryPerson.reference == reference))
+            if person is None:
+                return None
+            fingers = s.execute(
+                select(GalleryFinger.id, GalleryFinger.position, GalleryFinger.impression,
+                       GalleryFinger.nfiq2, GalleryFinger.minutiae_count,
+                       GalleryFinger.created_at)
+                .where(GalleryFinger.person_id == person.id)
+                .order_by(GalleryFinger.position, GalleryFinger.impression)).all()
+        return PersonRecord(person.reference, person.label, person.created_at,
+                            person.updated_at, tuple(FingerRecord(*row) for row in fingers))
+
+    def persons(self, limit: int = 50, offset: int = 0) -> list[PersonSummary]:
+        """Persons by reference, with how many impressions each has."""
+        if limit < 1 or offset < 0:
+            raise GalleryError("limit: at least 1; offset: at least 0")
+        fingers = (select(GalleryFinger.person_id, func.count().label("n"))
+                   .group_by(GalleryFinger.person_id).subquery())
+        with self.db.session() as s:
+            rows = s.execute(
+                select(GalleryPerson.reference, GalleryPerson.label,
+                       func.coalesce(fingers.c.n, 0), GalleryPerson.created_at,
+                       GalleryPerson.updated_at)
+                .outerjoin(fingers, fingers.c.person_id == GalleryPerson.id)
+                .order_by(GalleryPerson.reference).limit(limit).offset(offset)).all()
+        return [PersonSummary(r[0], r[1], int(r[2]), r[3], r[4]) for r in rows]
+
+    def count(self) -> int:
+        """How many persons are enrolled."""
+        with self.db.session() as s:
+            return int(s.scalar(select(func.count()).select_from(GalleryPerson)) or 0)
+
+    def finger_count(self) -> int:
+        """How many impressions are enrolled, all persons together."""
+        with self.db.session() as s:
+            return int(s.scalar(select(func.count()).select_from(GalleryFinger)) or 0)
+
+    def iter_templates(self, batch: int = 500) -> Iterator[GalleryTemplate]:
+        """Every enrolled impression, by finger id, read in batches (no transaction is
+        held while the caller works)."""
+        for rows in self._batches(batch):
+            for finger_id, reference, position, _, record in rows:
+                yield GalleryTemplate(finger_id, reference, position, _decode(record))
+
+    def _batches(self, batch: int,
+                 positions: Sequence[int] | None = None
+                 ) -> Iterator[list[tuple[int, str, int, int, bytes]]]:
+        last = 0
+        while True:
+            query = (select(GalleryFinger.id, GalleryPerson.reference, GalleryFinger.position,
+                            GalleryFinger.impression, GalleryFinger.template)
+                     .join(GalleryPerson, GalleryPerson.id == GalleryFinger.person_id)
+                     .where(GalleryFinger.id > last).order_by(GalleryFinger.id).limit(batch))
+            if positions is not None:
+                query = query.where(GalleryFinger.position.in_(list(positions)))
+            with self.db.session() as s:
+                rows = [(int(r[0]), str(r[1]), int(r[2]), int(r[3]), bytes(r[4]))
+                        for r in s.execute(query).all()]
+            if not rows:
+                return
+            yield rows
+            last = rows[-1][0]
+
+    # --- searching --------------------------------------------------------------------
+
+    def prepare_probe(self, fingers: Sequence[tuple[int, Sample]]
+                      ) -> tuple[dict[int, MatchTemplate], list[Rejection]]:
+        """Check and extract probe fingers (with the probe quality minimum); one
+        impression per position."""
+        positions = [item[0] for item in fingers if isinstance(item, tuple) and item]
+        for position in set(positions):
+            if positions.count(position) > 1:
+                raise GalleryError(f"fingers: position {position} is given more than once "
+                                   "(a probe holds one impression per finger)")
+        checked, rejected = self._check_all(fingers, "probe")
+        return {c.position: c.template for c in checked}, rejected
+
+    def search(self, probe: Mapping[int, MatchTemplate], limit: int = 10,
+               max_fmr: float | None = None) -> list[Candidate]:
+        """Compare the probe with every enrolled person sharing a finger position with it
+        (exhaustively, for now) and return the best `limit` candidates, lowest FMR first;
+        with `max_fmr`, only candidates at or below that rate."""
+        if not isinstance(probe, Mapping) or not probe:
+            raise GalleryError("probe: at least one finger (position -> MatchTemplate)")
+        for position, template in probe.items():
+            if isinstance(position, bool) or not isinstance(position, int) \
+                    or not 1 <= position <= 10:
+                raise GalleryError(f"probe: finger position {position!r} is not 1..10")
+            if not isinstance(template, MatchTemplate):
+                raise GalleryError(f"probe: finger {position} is not a MatchTemplate")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise GalleryError(f"limit: {limit!r} is not a positive number")
+        if max_fmr is not None and not 0 < max_fmr <= 1:
+            raise GalleryError(f"max_fmr: {max_fmr} is not in (0, 1]")
+        # reference -> impression -> position -> (finger id, template)
+        gallery: dict[str, dict[int, dict[int, tuple[int, MatchTemplate]]]] = \
+            defaultdict(lambda: defaultdict(dict))
+        for rows in self._batches(500, sorted(probe)):
+            for finger_id, reference, position, impression, record in rows:
+                gallery[reference][impression][position] = (finger_id, _decode(record))
+        candidates = []
+        for reference, impressions in gallery.items():
+            best = None
+            for impression, fingers in impressions.items():
+                fused = compare_fingers(probe, {p: t for p, (_, t) in fingers.items()})
+                if best is None or fused.evidence > best[1].evidence:
+                    best = (impression, fused, fingers)
+            assert best is not None
+            impression, fused, fingers = best
+            fmr = min(1.0, fused.fmr * len(impressions))
+            if max_fmr is not None and fmr > max_fmr:
+                continue
+            scores = {p: FingerScore(fingers[p][0], impression, c)
+                      for p, c in fused.fingers.items()}
+            candidates.append(Candidate(reference, fmr, scores))
+        candidates.sort(key=lambda c: (c.fmr, c.reference))
+        return candidates[:limit]
+
+
+def _check_reference(reference: object) -> None:
+    if not isinstance(reference, str) or not 1 <= len(reference) <= MAX_REFERENCE:
+        raise GalleryError(f"reference: 1..{MAX_REFERENCE} characters are required")
+    if reference != reference.strip() or not reference.isprintable():
+        raise GalleryError(f"reference: {reference!r} has leading or trailing spaces or "
+                           "control characters")
+
+
+def _known(reference: str) -> str:
+    return (f"reference: {reference!r} is already enrolled; use replace (or `update` for "
+            "some fingers) to change it")
+
+
+def _unknown(reference: str) -> str:
+    return f"reference: no person {reference!r} in the gallery"
+
+
+def _decode(record: bytes) -> MatchTemplate:
+    return prepare(formats.read(record, TEMPLATE_FORMAT).views[0])
+
+
+def _as_500_ppi(sample: FingerView | MinutiaeTemplate, position: int) -> MinutiaeTemplate | str:
+    """A one-view template at 500 ppi of the finger at `position`, or why not."""
+    if isinstance(sample, MinutiaeTemplate):
+        if len(sample.views) != 1:
+            return f"the minutiae template holds {len(sample.views)} finger views, not one"
+        template = sample
+    else:
+        if not sample.minutiae:
+            return "the template holds no minutiae"
+        width = max(m.x for m in sample.minutiae) + 1
+        height = max(m.y for m in sample.minutiae) + 1
+        template = MinutiaeTemplate(width, height, (sample,))
+    view = template.views[0]
+    if view.position not in (0, position):
+        return f"the minutiae are of {finger_name(view.position)}, not of finger {position}"
+    view = dataclasses.replace(view, position=position)
+    if abs(template.resolution_x - PPCM_500_PPI) <= 1 and \
+            abs(template.resolution_y - PPCM_500_PPI) <= 1:
+        return dataclasses.replace(template, views=(view,))
+    # The matcher is calibrated at 500 ppi: scale the positions to it.
+    sx, sy = PPCM_500_PPI / template.resolution_x, PPCM_500_PPI / template.resolution_y
+    width, height = max(1, round(template.width * sx)), max(1, round(template.height * sy))
+    moved = tuple(dataclasses.replace(m, x=min(width - 1, round(m.x * sx)),
+                                      y=min(height - 1, round(m.y * sy)))
+                  for m in view.minutiae)
+    return MinutiaeTemplate(width, height, (dataclasses.replace(view, minutiae=moved),))
+
+
+__all__ = ["FINGER_NAMES", "MIN_MINUTIAE", "Candidate", "DuplicateReference", "EnrolResult",
+           "EnrolledFinger", "FingerRecord", "FingerScore", "Gallery", "GalleryError",
+           "GalleryTemplate", "PersonRecord", "PersonSummary", "Rejection",
+           "UnknownReference", "finger_name"]

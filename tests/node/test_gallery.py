@@ -1,0 +1,208 @@
+"""The node's fingerprint gallery on real FVC2004 prints, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from lintas.biometrics import formats
+from lintas.biometrics.extraction import extract_template
+from lintas.biometrics.images import FingerImage, load_image
+from lintas.biometrics.matching import MatchTemplate, prepare
+from lintas.biometrics.minutiae import MinutiaeTemplate
+from lintas.biometrics.quality import QualityPolicy
+from lintas.node import node_database
+from lintas.node.gallery import (
+    DuplicateReference,
+    Gallery,
+    GalleryError,
+    GalleryTemplate,
+    UnknownReference,
+)
+from lintas.node.models import GalleryFinger
+from lintas.storage import Database
+
+PERSONS = tuple(str(p) for p in range(101, 107))  # FVC2004 DB3_B, a 512 ppi sensor
+
+
+def db3_image(fvc2004: Path, person: str, impression: int) -> FingerImage:
+    return load_image((fvc2004 / "DB3_B" / f"{person}_{impression}.tif").read_bytes(), ppi=512)
+
+
+@pytest.fixture(scope="session")
+def prints(fvc2004: Path) -> dict[tuple[str, int], MinutiaeTemplate]:
+    """Impressions 1-3 of six persons, extracted once (as MINDTCT templates)."""
+    return {(p, i): extract_template(db3_image(fvc2004, p, i))
+            for p in PERSONS for i in (1, 2, 3)}
+
+
+@pytest.fixture
+def database(backend: str, new_db_url: Callable[[str], str]) -> Database:
+    db = node_database(new_db_url(backend))
+    db.upgrade()
+    return db
+
+
+@pytest.fixture
+def gallery(database: Database) -> Gallery:
+    return Gallery(database)
+
+
+def few_minutiae(template: MinutiaeTemplate, n: int = 5) -> MinutiaeTemplate:
+    view = template.views[0]
+    return dataclasses.replace(template, views=(dataclasses.replace(
+        view, minutiae=view.minutiae[:n]),))
+
+
+def probe(template: MinutiaeTemplate, position: int = 1) -> dict[int, MatchTemplate]:
+    return {position: prepare(dataclasses.replace(template.views[0], position=position))}
+
+
+def test_search_finds_each_enrolled_person_first(
+        gallery: Gallery, prints: dict[tuple[str, int], MinutiaeTemplate]) -> None:
+    added: list[GalleryTemplate] = []
+    gallery.on_enrol(added.extend)
+    for person in PERSONS:
+        result = gallery.enrol(person, [(1, prints[person, 1]), (1, prints[person, 2])])
+        assert result.enrolled and [f.impression for f in result.fingers] == [1, 2]
+    assert (gallery.count(), gallery.finger_count()) == (6, 12)
+    assert sorted(t.finger_id for t in added) == \
+        sorted(t.finger_id for t in gallery.iter_templates())
+    for person in PERSONS:
+        candidates = gallery.search(probe(prints[person, 3]), limit=3)
+        best = candidates[0]
+        assert best.reference == person
+        assert best.fmr < 1e-3 < candidates[1].fmr, "the mate stands out from impostors"
+        assert best.fingers[1].comparison.pairs, "the reviewer can see the paired minutiae"
+    # A restarted node reads back exactly what it compared before.
+    again = Gallery(gallery.db).search(probe(prints["103", 3]), limit=1)
+    assert again[0].reference == "103"
+    assert again[0].fmr == gallery.search(probe(prints["103", 3]), limit=1)[0].fmr
+    assert gallery.search(probe(prints["103", 3], position=2)) == [], "no shared finger"
+    assert all(c.fmr <= 1e-3 for c in gallery.search(probe(prints["103", 3]), max_fmr=1e-3))
+
+
+def test_templates_are_stored_as_iso_2011_and_images_never(
+        gallery: Gallery, fvc2004: Path) -> None:
+    result = gallery.enrol("101", [(1, db3_image(fvc2004, "101", 1)),
+                                   (1, db3_image(fvc2004, "101", 2))], label="case 17")
+    assert result.enrolled, result.rejected
+    assert all(f.nfiq2 is not None and f.nfiq2 >= 30 for f in result.fingers)
+    with gallery.db.session() as s:
+        records = list(s.scalars(select(GalleryFinger.template)))
+    assert [formats.detect(r) for r in records] == [formats.ISO_2011] * 2
+    assert all(len(r) < 2000 for r in records), "a template, not an image"
+    person = gallery.get("101")
+    assert person is not None and person.label == "case 17"
+    assert [(f.position, f.impression) for f in person.fingers] == [(1, 1), (1, 2)]
+
+
+def test_low_quality_is_refused_with_the_officers_reason(
+        database: Database, fvc2004: Path) -> None:
+    strict = Gallery(database, policy=QualityPolicy(enrolment_minimum=95))
+    result = strict.enrol("101", [(2, db3_image(fvc2004, "101", 1))])
+    assert not result.enrolled and strict.count() == 0
+    (rejection,) = result.rejected
+    assert rejection.position == 2
+    assert "< 95: " in rejection.reason and rejection.reason.startswith("quality ")
+    assert str(rejection).startswith("finger 2 (right index): quality ")
+
+
+def test_one_rejected_finger_refuses_the_whole_person(
+        gallery: Gallery, prints: dict[tuple[str, int], MinutiaeTemplate]) -> None:
+    fingers = [(1, prints["101", 1]), (2, few_minutiae(prints["101", 2]))]
+    result = gallery.enrol("101", fingers)
+    assert not result.enrolled and result.fingers == ()
+    assert [(r.index, r.reason) for r in result.rejected] == [
+        (1, "only 5 minutiae (at least 8 are needed)")]
+    assert gallery.get("101") is None and gallery.finger_count() == 0
+    # A bulk import may keep the acceptable fingers; never a person without any.
+    partial = gallery.enrol("101", fingers, partial=True)
+    assert partial.enrolled and [f.position for f in partial.fingers] == [1]
+    assert len(partial.rejected) == 1
+    nothing = gallery.enrol("102", [(1, few_minutiae(prints["102", 1]))], partial=True)
+    assert not nothing.enrolled and gallery.get("102") is None and gallery.count() == 1
+
+
+def test_a_known_reference_is_refused_unless_replaced(
+        gallery: Gallery, prints: dict[tuple[str, int], MinutiaeTemplate]) -> None:
+    first = gallery.enrol("101", [(1, prints["101", 1]), (1, prints["101", 2])], label="old")
+    removed: list[int] = []
+    gallery.on_delete(removed.extend)
+    with pytest.raises(DuplicateReference, match="'101' is already enrolled"):
+        gallery.enrol("101", [(1, prints["101", 3])])
+    replaced = gallery.enrol("101", [(3, prints["101", 3])], label="new", replace=True)
+    assert replaced.enrolled and replaced.removed == 2
+    assert sorted(removed) == sorted(f.id for f in first.fingers)
+    person = gallery.get("101")
+    assert person is not None and person.label == "new"
+    assert [(f.position, f.impression) for f in person.fingers] == [(3, 1)]
+
+
+def test_update_replaces_only_the_positions_given(
+        gallery: Gallery, prints: dict[tuple[str, int], MinutiaeTemplate]) -> None:
+    gallery.enrol("101", [(1, prints["101", 1]), (1, prints["101", 2]), (2, prints["102", 1])])
+    before = gallery.get("101")
+    assert before is not None
+    removed: list[int] = []
+    added: list[GalleryTemplate] = []
+    gallery.on_delete(removed.extend)
+    gallery.on_enrol(added.extend)
+    result = gallery.update("101", [(1, prints["101", 3])])
+    assert result.enrolled and result.removed == 2
+    after = gallery.get("101")
+    assert after is not None and after.created_at == before.created_at
+    assert after.updated_at >= before.updated_at
+    assert [(f.position, f.impression) for f in after.fingers] == [(1, 1), (2, 1)]
+    kept = [f.id for f in before.fingers if f.position == 2]
+    assert [f.id for f in after.fingers if f.position == 2] == kept
+    assert sorted(removed) == sorted(f.id for f in before.fingers if f.position == 1)
+    assert [(t.reference, t.position) for t in added] == [("101", 1)]
+    with pytest.raises(UnknownReference, match="no person 'nobody'"):
+        gallery.update("nobody", [(1, prints["101", 3])])
+    refused = gallery.update("101", [(1, few_minutiae(prints["101", 1]))])
+    assert not refused.enrolled and gallery.get("101") == after, "nothing changed"
+
+
+def test_delete_cascades_to_the_fingers(
+        gallery: Gallery, prints: dict[tuple[str, int], MinutiaeTemplate]) -> None:
+    gallery.enrol("101", [(1, prints["101", 1]), (1, prints["101", 2])])
+    gallery.enrol("102", [(1, prints["102", 1])])
+    removed: list[int] = []
+    gallery.on_delete(removed.extend)
+    assert gallery.delete("101") == 2 and len(removed) == 2
+    with gallery.db.session() as s:
+        left = s.scalar(select(func.count()).select_from(GalleryFinger)
+                        .where(GalleryFinger.id.in_(removed)))
+    assert left == 0
+    assert gallery.get("101") is None and gallery.count() == 1 and gallery.finger_count() == 1
+    assert [p.reference for p in gallery.persons()] == ["102"]
+    with pytest.raises(UnknownReference):
+        gallery.delete("101")
+
+
+BAD_REQUESTS: list[tuple[Callable[[Gallery, MinutiaeTemplate], object], str]] = [
+    (lambda g, t: g.enrol("", [(1, t)]), "reference: 1..64 characters"),
+    (lambda g, t: g.enrol(" 101", [(1, t)]), "reference: ' 101' has leading"),
+    (lambda g, t: g.enrol("x" * 65, [(1, t)]), "reference: 1..64"),
+    (lambda g, t: g.enrol("101", []), "fingers: at least one finger"),
+    (lambda g, t: g.enrol("101", [(11, t)]), r"fingers\[0\]: finger position 11 is not 1..10"),
+    (lambda g, t: g.enrol("101", [(1, b"png")]), r"fingers\[0\]: a FingerImage"),
+    (lambda g, t: g.enrol("101", [(1, t)], label="x" * 201), "label: text of at most 200"),
+    (lambda g, t: g.search({}), "probe: at least one finger"),
+    (lambda g, t: g.search({0: prepare(t.views[0])}), "probe: finger position 0"),
+    (lambda g, t: g.search({1: prepare(t.views[0])}, limit=0), "limit: 0"),
+    (lambda g, t: g.prepare_probe([(1, t), (1, t)]), "position 1 is given more than once"),
+]
+
+
+def test_bad_requests_name_the_field_and_write_nothing(
+        gallery: Gallery, prints: dict[tuple[str, int], MinutiaeTemplate]) -> None:
+    for call, message in BAD_REQUESTS:
+        with pytest.raises(GalleryError, match=message):
+            call(gallery, prints["101", 1])
+    assert gallery.count() == 0

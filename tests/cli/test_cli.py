@@ -158,3 +158,39 @@ def test_every_command_has_help_with_an_example() -> None:
                  ["node", "rotate-key"], ["demo"], ["version"]):
         code, out = run(*args, "--help")
         assert code == 0 and "Example" in out, args
+
+
+def test_node_migrate_upgrades_an_older_database(tmp_path: Path,
+                                                 hub_env: tuple[str, dict[str, str]]) -> None:
+    """A node made by an earlier release (schema 0001) is refused by `serve`-style checks
+    until `lintas node migrate` brings it up to date; the data it held survives."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from lintas.node import node_database
+
+    hub_db, env = hub_env
+    node_keys(tmp_path, "AUS", hub_db, env)
+    database = node_database(f"sqlite:///{tmp_path / 'AUS' / 'node.db'}")
+    cfg = database._alembic_config()
+    with database.engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "node_0001")
+    assert not database.is_current()
+    code, out = run("node", "rotate-key", "--data-dir", str(tmp_path / "AUS"), env=env)
+    assert code == 2 and "lintas node migrate" in out
+    code, out = run("node", "migrate", "--data-dir", str(tmp_path / "AUS"), env=env)
+    assert code == 0 and "migrated" in out
+    assert database.is_current()
+    with database.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM node_keys")).scalar() == 2
+    code, out = run("node", "migrate", "--data-dir", str(tmp_path / "AUS"), env=env)
+    assert code == 0 and "already up to date" in out
+    code, out = run("node", "migrate", "--data-dir", str(tmp_path / "nowhere"), env=env)
+    assert code == 2 and "lintas node init" in out
+
+
+def test_hub_migrate_is_safe_to_repeat(hub_env: tuple[str, dict[str, str]]) -> None:
+    _, env = hub_env
+    code, out = run("hub", "migrate", env=env)
+    assert code == 0 and "already up to date" in out

@@ -161,3 +161,16 @@ def test_help_explains_the_folder_layouts() -> None:
     text = " ".join(out.split())
     assert "<person>_<impression>.<ext>" in text
     assert "<person>/<position>_<impression>.<ext>" in text
+
+
+def test_other_commands_do_not_load_the_biometric_stack() -> None:
+    """`lintas node serve` and friends start without importing numba, numpy or Pillow
+    (a slow start made nodes miss their health deadline on a loaded machine)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, lintas.cli.main; "
+            "print(sorted(m for m in ('numba', 'numpy', 'PIL') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"

@@ -52,14 +52,18 @@ def _error(message: str, code: int = 2) -> NoReturn:
 
 
 def _gallery_errors(func: F) -> F:
-    """The biometric and gallery errors as one clear line (the rest: `friendly`)."""
-    from lintas.biometrics.formats import TemplateFormatError
-    from lintas.biometrics.images import ImageError
-    from lintas.biometrics.matching import MatchError
-    from lintas.node.gallery import GalleryError
+    """The biometric and gallery errors as one clear line (the rest: `friendly`).
+
+    The biometric stack (numpy, Pillow, numba) is imported only when a gallery command
+    runs, so that every other `lintas` command (a node or hub starting) stays quick."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from lintas.biometrics.formats import TemplateFormatError
+        from lintas.biometrics.images import ImageError
+        from lintas.biometrics.matching import MatchError
+        from lintas.node.gallery import GalleryError
+
         try:
             return func(*args, **kwargs)
         except (GalleryError, ImageError, TemplateFormatError, MatchError) as exc:

@@ -50,6 +50,21 @@ def init(db: Db = DEFAULT_DB) -> None:
     console.print(f"hub key fingerprint: [bold]{fingerprint(pair.public())}[/]", soft_wrap=True)
 
 
+@app.command()
+@friendly
+def migrate(db: Db = DEFAULT_DB) -> None:
+    """Bring an existing hub database up to this release's schema (run after an upgrade;
+    `serve` refuses an out-of-date database). Safe to run twice.
+
+    Example: lintas hub migrate --db postgresql://hub@db/lintas
+    """
+    database = hub_database(db)
+    was_current = database.is_current()
+    database.upgrade()
+    console.print("[green]hub database already up to date[/]" if was_current
+                  else "[green]hub database migrated[/] to this release's schema")
+
+
 @app.command("fingerprint")
 @friendly
 def show_fingerprint(db: Db = DEFAULT_DB) -> None:

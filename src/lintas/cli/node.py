@@ -92,6 +92,24 @@ def init(
     console.print(f"API token (also in {data_dir / 'api-token'}): {result.api_token}")
 
 
+@app.command()
+@friendly
+def migrate(data_dir: DataDir = DEFAULT_DIR, db: DbOpt = None) -> None:
+    """Bring an existing node's database up to this release's schema (run after an
+    upgrade; `serve` refuses an out-of-date database). Safe to run twice.
+
+    Example: lintas node migrate --data-dir /var/lib/lintas
+    """
+    if db is None and not (data_dir / "node.db").is_file():
+        fail(f"--data-dir: no node database at {data_dir / 'node.db'}; for a new node run "
+             "`lintas node init`")
+    database = node_database(_db_url(data_dir, db))
+    was_current = database.is_current()
+    database.upgrade()
+    console.print("[green]node database already up to date[/]" if was_current
+                  else "[green]node database migrated[/] to this release's schema")
+
+
 @app.command("rotate-key")
 @friendly
 def rotate_key(data_dir: DataDir = DEFAULT_DIR, db: DbOpt = None) -> None:

@@ -112,7 +112,8 @@ class Database:
         if not self.is_current():
             raise StorageError(
                 f"the {what} database at {make_url(self.url).render_as_string(hide_password=True)} "
-                f"is not initialised or not migrated: run `lintas {what} init` first"
+                f"is not initialised or not migrated: run `lintas {what} init` for a new "
+                f"one, or `lintas {what} migrate` after an upgrade"
             )
 
     @contextmanager

@@ -272,14 +272,20 @@ def measure_search(databases: list[Database], size: int, probes_wanted: int,
                     full.append(imp.template)
             else:
                 probes.append((mates[owner], imp.template))
-    for n in range(len(mates), size):
-        x, y, t = synthetic_finger(real_sources[int(rng.integers(len(real_sources)))], rng)
-        shard.add_minutiae(n, x, y, t)
+    batch = 20000
+    for first in range(len(mates), size, batch):
+        last = min(size, first + batch)
+        made = [synthetic_finger(real_sources[int(rng.integers(len(real_sources)))], rng)
+                for _ in range(first, last)]
+        offsets = np.cumsum([0] + [len(x) for x, _, _ in made])
+        shard.add_many(np.arange(first, last), np.concatenate([m[0] for m in made]),
+                       np.concatenate([m[1] for m in made]),
+                       np.concatenate([m[2] for m in made]), offsets)
         if keep_full:
-            bits, valid, usable = mcc.cylinders(x, y, t)
-            full.append(matching.MatchTemplate(x, y, t, bits, valid, usable))
-        if n % 10000 == 0:
-            progress(f"  1:N {size}: built {n}/{size}")
+            for x, y, t in made:
+                bits, valid, usable = mcc.cylinders(x, y, t)
+                full.append(matching.MatchTemplate(x, y, t, bits, valid, usable))
+        progress(f"  1:N {size}: built {last}/{size}")
     build_s = time.perf_counter() - started
     order = rng.permutation(len(probes))[:probes_wanted]
     chosen = [probes[i] for i in order]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lintas.biometrics import index, matching
@@ -86,3 +87,23 @@ def test_empty_shard_and_empty_probe(db3) -> None:
     assert index.search_shards([index.IndexShard()], db3[(101, 1)]) == []
     shard = gallery(db3)
     assert index.search_shards([shard], matching.prepare(FingerView(1, ()))) == []
+
+
+def test_bulk_build_equals_one_by_one(db3) -> None:
+    one = index.IndexShard()
+    fingers = list(range(101, 111))
+    for finger in fingers:
+        t = db3[(finger, 1)]
+        one.add_minutiae(finger, t.x, t.y, t.theta)
+    bulk = index.IndexShard(capacity=2)
+    templates = [db3[(finger, 1)] for finger in fingers]
+    offsets = np.cumsum([0] + [t.size for t in templates])
+    bulk.add_many(np.array(fingers), np.concatenate([t.x for t in templates]),
+                  np.concatenate([t.y for t in templates]),
+                  np.concatenate([t.theta for t in templates]), offsets)
+    for name in ("keys", "code_bits", "code_valid", "code_theta", "code_xy", "code_count",
+                 "minutiae", "minutiae_count"):
+        assert np.array_equal(getattr(one, name)[:10], getattr(bulk, name)[:10]), name
+    with pytest.raises(ValueError, match="keys"):
+        bulk.add_many(np.array([101]), templates[0].x, templates[0].y, templates[0].theta,
+                      np.array([0, templates[0].size]))

@@ -86,6 +86,27 @@ def test_search_finds_each_enrolled_person_first(
     assert all(c.fmr <= 1e-3 for c in gallery.search(probe(prints["103", 3]), max_fmr=1e-3))
 
 
+def test_the_index_proposes_the_same_persons_and_follows_changes(
+        gallery: Gallery, prints: dict[tuple[str, int], MinutiaeTemplate]) -> None:
+    for person in PERSONS[:4]:
+        gallery.enrol(person, [(1, prints[person, 1]), (1, prints[person, 2])])
+    assert gallery.use_index() == 8  # built from what is persisted
+    plain = Gallery(gallery.db)
+    for person in PERSONS[:4]:
+        indexed = gallery.search(probe(prints[person, 3]), limit=2)
+        exhaustive = plain.search(probe(prints[person, 3]), limit=2)
+        assert [c.reference for c in indexed][:1] == [person]
+        assert indexed[0].fmr == exhaustive[0].fmr
+    # Enrolled after the index was built: found through the listener.
+    gallery.enrol(PERSONS[4], [(1, prints[PERSONS[4], 1])])
+    assert gallery.search(probe(prints[PERSONS[4], 3]), limit=1)[0].reference == PERSONS[4]
+    # Deleted: gone from the index too.
+    gallery.delete(PERSONS[0])
+    assert all(c.reference != PERSONS[0]
+               for c in gallery.search(probe(prints[PERSONS[0], 3]), limit=10))
+    assert gallery.search(probe(prints["103", 3], position=2)) == [], "no shared finger"
+
+
 def test_templates_are_stored_as_iso_2011_and_images_never(
         gallery: Gallery, fvc2004: Path) -> None:
     result = gallery.enrol("101", [(1, db3_image(fvc2004, "101", 1)),

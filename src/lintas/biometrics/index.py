@@ -351,15 +351,6 @@ class IndexShard:
         self.alive[slot] = False
         return True
 
-    def stored_template(self, slot: int) -> matching.MatchTemplate:
-        """The finger as stage 2 compares it, rebuilt from the stored minutiae."""
-        n = int(self.minutiae_count[slot])
-        raw = self.minutiae[slot, :n].astype(np.float64)
-        x, y = raw[:, 0] - 16384, raw[:, 1] - 32768
-        theta = raw[:, 2] * ANGLE_UNIT
-        bits, valid, usable = mcc.cylinders(x, y, theta)
-        return matching.MatchTemplate(x, y, theta, bits, valid, usable)
-
     def shortlist(self, probe: ProbeKeys, limit: int = SHORTLIST) -> list[tuple[float, int]]:
         """Stage 1: (stage-1 score, slot) of the `limit` most promising fingers."""
         if self.size == 0 or probe.bits.shape[0] == 0:

@@ -74,6 +74,20 @@ def _angle_diff(a: float, b: float) -> float:
     return d
 
 
+@njit(cache=True, inline="always")
+def _hull_push(hull, k, floor, i, x, y):  # type: ignore[no-untyped-def]
+    """Append point i to the chain hull[:k], first dropping the points that would make a
+    clockwise (or straight) turn, but never below `floor` points; the new length."""
+    while k >= floor:
+        a, b = hull[k - 2], hull[k - 1]
+        if (x[b] - x[a]) * (y[i] - y[a]) - (y[b] - y[a]) * (x[i] - x[a]) <= 0:
+            k -= 1
+        else:
+            break
+    hull[k] = i
+    return k + 1
+
+
 @njit(cache=True)
 def _convex_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Indices of the convex hull, counter-clockwise (Andrew's monotone chain)."""
@@ -81,27 +95,11 @@ def _convex_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     order = np.argsort(x * 1e6 + y)
     hull = np.empty(2 * n + 1, dtype=np.int64)
     k = 0
-    for idx in range(n):
-        i = order[idx]
-        while k >= 2:
-            a, b = hull[k - 2], hull[k - 1]
-            if (x[b] - x[a]) * (y[i] - y[a]) - (y[b] - y[a]) * (x[i] - x[a]) <= 0:
-                k -= 1
-            else:
-                break
-        hull[k] = i
-        k += 1
+    for idx in range(n):  # the lower hull
+        k = _hull_push(hull, k, 2, order[idx], x, y)
     lower = k + 1
-    for idx in range(n - 2, -1, -1):
-        i = order[idx]
-        while k >= lower:
-            a, b = hull[k - 2], hull[k - 1]
-            if (x[b] - x[a]) * (y[i] - y[a]) - (y[b] - y[a]) * (x[i] - x[a]) <= 0:
-                k -= 1
-            else:
-                break
-        hull[k] = i
-        k += 1
+    for idx in range(n - 2, -1, -1):  # the upper hull
+        k = _hull_push(hull, k, lower, order[idx], x, y)
     return hull[: max(k - 1, 1)]
 
 

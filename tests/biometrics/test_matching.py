@@ -128,3 +128,24 @@ def test_fusion_adds_evidence_and_needs_a_shared_finger(db3) -> None:
     assert set(only_thumb.fingers) == {1}
     with pytest.raises(matching.MatchError, match="no finger position"):
         matching.compare_fingers({1: a1}, {2: a2})
+
+
+def test_exhaustive_scoring_equals_one_comparison_at_a_time(db3) -> None:
+    """mcc.score_many (every probe against every bare gallery template, in parallel, the
+    gallery's cylinders built inside) gives exactly the scores of `compare`."""
+    from lintas.biometrics import mcc
+
+    probes = [matching.prepare(db3[(finger, 2)][0]) for finger in (101, 104, 108)]
+    probes.append(matching.prepare(FingerView(1, ())))  # an empty probe scores 0
+    gallery = [matching.prepare(db3[(finger, 1)][0]) for finger in range(101, 111)]
+    gallery.append(matching.prepare(FingerView(1, ())))
+    p_offsets = np.cumsum([0] + [p.size for p in probes])
+    g_offsets = np.cumsum([0] + [g.size for g in gallery])
+    scores = mcc.score_many(*(np.concatenate([getattr(p, name) for p in probes])
+                              for name in ("x", "y", "theta", "bits", "valid", "usable")),
+                            p_offsets, *(np.concatenate([getattr(g, name) for g in gallery])
+                                         for name in ("x", "y", "theta")), g_offsets)
+    expected = [[matching.compare(p, g) for g in gallery] for p in probes]
+    assert scores.shape == (4, 11)
+    assert scores.tolist() == expected
+    assert scores[0].argmax() == 0 and scores[1].argmax() == 3  # mates found

@@ -19,7 +19,7 @@ import math
 from typing import Any
 
 import numpy as np
-from numba import njit, types
+from numba import njit, prange, types
 from numba.core.extending import intrinsic
 
 # Cylinder geometry (the paper's values for 500 ppi).
@@ -46,6 +46,11 @@ MU_P2, TAU_P2 = math.pi / 12, -30.0
 MU_P3, TAU_P3 = math.pi / 12, -30.0
 MIN_NP, MAX_NP = 4, 12
 MU_P, TAU_P = 20.0, 0.4
+# Past these differences a pair-of-pairs' compatibility (a product of three sigmoids,
+# each at most 1) is below 1e-7: such pairs are left out of the relaxation.
+D1_CUT = MU_P1 - math.log(1e7) / TAU_P1
+D2_CUT = MU_P2 - math.log(1e7) / TAU_P2
+D3_CUT = MU_P3 - math.log(1e7) / TAU_P3
 
 TWO_PI = 2.0 * math.pi
 
@@ -104,28 +109,54 @@ def _convex_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
-def _near_hull(px: float, py: float, hx: np.ndarray, hy: np.ndarray, margin: float) -> bool:
-    """Whether a point lies inside the polygon (hx, hy), or within `margin` of it."""
+def _hull_edges(hx: np.ndarray, hy: np.ndarray) -> np.ndarray:
+    """Each edge of a counter-clockwise convex polygon as its outward unit normal and
+    offset (nx, ny, c): a point's signed distance outside the edge's line is
+    nx * px + ny * py - c."""
+    m = hx.shape[0]
+    edges = np.zeros((m, 3), dtype=np.float64)
+    for i in range(m):
+        ex, ey = hx[(i + 1) % m] - hx[i], hy[(i + 1) % m] - hy[i]
+        length = math.sqrt(ex * ex + ey * ey)
+        if length == 0:
+            continue
+        nx, ny = ey / length, -ex / length
+        edges[i, 0], edges[i, 1], edges[i, 2] = nx, ny, nx * hx[i] + ny * hy[i]
+    return edges
+
+
+@njit(cache=True)
+def _near_hull(px: float, py: float, hx: np.ndarray, hy: np.ndarray, edges: np.ndarray,
+               margin: float) -> bool:
+    """Whether a point lies inside the convex polygon (hx, hy), or within `margin` of it.
+
+    The distance from an outside point to a convex polygon is at least its distance
+    outside any edge's line, so one edge farther than `margin` settles it cheaply; the
+    exact distance to the edges is needed only in the band just outside the polygon."""
     m = hx.shape[0]
     if m < 3:
         best = 1e18
         for i in range(m):
             best = min(best, (px - hx[i]) ** 2 + (py - hy[i]) ** 2)
         return best <= margin * margin
-    inside = True
+    outside = 0.0
+    for i in range(m):
+        d = edges[i, 0] * px + edges[i, 1] * py - edges[i, 2]
+        if d > margin:
+            return False
+        outside = max(outside, d)
+    if outside <= 0.0:
+        return True
     best = 1e18
     for i in range(m):
         ax, ay = hx[i], hy[i]
-        bx, by = hx[(i + 1) % m], hy[(i + 1) % m]
-        ex, ey = bx - ax, by - ay
-        if ex * (py - ay) - ey * (px - ax) < 0:
-            inside = False
+        ex, ey = hx[(i + 1) % m] - ax, hy[(i + 1) % m] - ay
         length2 = ex * ex + ey * ey
         t = 0.0 if length2 == 0 else ((px - ax) * ex + (py - ay) * ey) / length2
         t = min(1.0, max(0.0, t))
         dx, dy = px - (ax + t * ex), py - (ay + t * ey)
         best = min(best, dx * dx + dy * dy)
-    return inside or best <= margin * margin
+    return best <= margin * margin
 
 
 @njit(cache=True)
@@ -145,6 +176,7 @@ def cylinders_of(x, y, theta, which):  # type: ignore[no-untyped-def]
         return bits, valid, usable
     hull = _convex_hull(x, y)
     hx, hy = x[hull], y[hull]
+    edges = _hull_edges(hx, hy)
     delta_s = 2.0 * RADIUS / NS
     delta_d = TWO_PI / ND
     gauss_norm = 1.0 / (SIGMA_S * math.sqrt(TWO_PI))
@@ -160,18 +192,30 @@ def cylinders_of(x, y, theta, which):  # type: ignore[no-untyped-def]
     cell_valid = np.zeros((NS, NS), dtype=np.bool_)
     total = np.zeros((NS, NS, ND), dtype=np.float64)
     directional = np.empty(ND, dtype=np.float64)
+    du2, dv2 = np.empty(NS), np.empty(NS)
+    gauss_u, gauss_v = np.empty(NS), np.empty(NS)
     reach = math.ceil(3.0 * SIGMA_S / delta_s)
     for row in range(which.shape[0]):
         m = which[row]
         c, s = math.cos(theta[m]), math.sin(theta[m])
         valid_cells = 0
+        # A minutia at least RADIUS inside every edge of the hull has every cell of its
+        # circle inside the hull: no cell needs the test.
+        deep = hx.shape[0] >= 3
+        for e in range(edges.shape[0]):
+            if edges[e, 0] * x[m] + edges[e, 1] * y[m] - edges[e, 2] > -RADIUS:
+                deep = False
+                break
         for i in range(NS):
             for j in range(NS):
                 cu, cv = (i + 0.5) * delta_s - RADIUS, (j + 0.5) * delta_s - RADIUS
                 ok = False
                 if cu * cu + cv * cv <= RADIUS * RADIUS:
-                    gx, gy = x[m] + c * cu - s * cv, y[m] + s * cu + c * cv
-                    ok = _near_hull(gx, gy, hx, hy, HULL_MARGIN)
+                    if deep:
+                        ok = True
+                    else:
+                        gx, gy = x[m] + c * cu - s * cv, y[m] + s * cu + c * cv
+                        ok = _near_hull(gx, gy, hx, hy, edges, HULL_MARGIN)
                 cell_valid[i, j] = ok
                 if ok:
                     valid_cells += 1
@@ -194,16 +238,20 @@ def cylinders_of(x, y, theta, which):  # type: ignore[no-untyped-def]
                                         - math.erf((alpha - delta_d / 2) / root2_sd))
             ci = int((u + RADIUS) / delta_s)
             cj = int((v + RADIUS) / delta_s)
-            for i in range(max(0, ci - reach), min(NS, ci + reach + 1)):
-                cu = (i + 0.5) * delta_s - RADIUS
-                for j in range(max(0, cj - reach), min(NS, cj + reach + 1)):
-                    if not cell_valid[i, j]:
+            i0, i1 = max(0, ci - reach), min(NS, ci + reach + 1)
+            j0, j1 = max(0, cj - reach), min(NS, cj + reach + 1)
+            # The spatial Gaussian is separable: one exp per row and per column.
+            for i in range(i0, i1):
+                du2[i] = (u - ((i + 0.5) * delta_s - RADIUS)) ** 2
+                gauss_u[i] = gauss_norm * math.exp(-du2[i] / (2 * SIGMA_S * SIGMA_S))
+            for j in range(j0, j1):
+                dv2[j] = (v - ((j + 0.5) * delta_s - RADIUS)) ** 2
+                gauss_v[j] = math.exp(-dv2[j] / (2 * SIGMA_S * SIGMA_S))
+            for i in range(i0, i1):
+                for j in range(j0, j1):
+                    if not cell_valid[i, j] or du2[i] + dv2[j] > cutoff2:
                         continue
-                    cv = (j + 0.5) * delta_s - RADIUS
-                    d2 = (u - cu) ** 2 + (v - cv) ** 2
-                    if d2 > cutoff2:
-                        continue
-                    spatial = gauss_norm * math.exp(-d2 / (2 * SIGMA_S * SIGMA_S))
+                    spatial = gauss_u[i] * gauss_v[j]
                     for k in range(ND):
                         total[i, j, k] += spatial * directional[k]
         for i in range(NS):
@@ -226,11 +274,34 @@ def _sigmoid(v: float, mu: float, tau: float) -> float:
 
 
 @njit(cache=True)
+def _ones_and_fullness(bits, valid):  # type: ignore[no-untyped-def]
+    """Each cylinder's set bits, and whether all its cells inside the circle are valid."""
+    n = bits.shape[0]
+    ones = np.zeros(n, dtype=np.int64)
+    full = np.zeros(n, dtype=np.bool_)
+    all_cells = _circle_cells() * ND
+    for m in range(n):
+        cells = 0
+        for w in range(WORDS):
+            ones[m] += _popcount(bits[m, w])
+            cells += _popcount(valid[m, w])
+        full[m] = cells == all_cells
+    return ones, full
+
+
+@njit(cache=True)
 def local_similarities(ba, va, ua, ta, bb, vb, ub, tb):  # type: ignore[no-untyped-def]
-    """The matrix of cylinder similarities (0 where two cylinders cannot be compared)."""
+    """The matrix of cylinder similarities (0 where two cylinders cannot be compared).
+
+    Bits are only ever set in valid cells, so when both cylinders are valid everywhere
+    (most are: only minutiae near the print's edge lose cells) the similarity needs one
+    popcount a word, of the common bits; otherwise both are restricted to the cells valid
+    in both."""
     na, nb = ba.shape[0], bb.shape[0]
     out = np.zeros((na, nb), dtype=np.float64)
     min_cells = MIN_MATCHABLE * _circle_cells() * ND
+    ones_a_all, full_a = _ones_and_fullness(ba, va)
+    ones_b_all, full_b = _ones_and_fullness(bb, vb)
     for a in range(na):
         if not ua[a]:
             continue
@@ -239,20 +310,27 @@ def local_similarities(ba, va, ua, ta, bb, vb, ub, tb):  # type: ignore[no-untyp
                 continue
             if abs(_angle_diff(ta[a], tb[b])) > MAX_DIRECTION_DIFF:
                 continue
-            shared = 0
-            ones_a = 0
-            ones_b = 0
-            differ = 0
-            for w in range(WORDS):
-                both = va[a, w] & vb[b, w]
-                shared += _popcount(both)
-                xa = ba[a, w] & both
-                xb = bb[b, w] & both
-                ones_a += _popcount(xa)
-                ones_b += _popcount(xb)
-                differ += _popcount(xa ^ xb)
-            if shared < min_cells:
-                continue
+            if full_a[a] and full_b[b]:
+                ones_a, ones_b = ones_a_all[a], ones_b_all[b]
+                common = 0
+                for w in range(WORDS):
+                    common += _popcount(ba[a, w] & bb[b, w])
+                differ = ones_a + ones_b - 2 * common
+            else:
+                shared = 0
+                ones_a = 0
+                ones_b = 0
+                differ = 0
+                for w in range(WORDS):
+                    both = va[a, w] & vb[b, w]
+                    shared += _popcount(both)
+                    xa = ba[a, w] & both
+                    xb = bb[b, w] & both
+                    ones_a += _popcount(xa)
+                    ones_b += _popcount(xb)
+                    differ += _popcount(xa ^ xb)
+                if shared < min_cells:
+                    continue
             denominator = ones_a + ones_b
             if denominator == 0:
                 continue
@@ -331,7 +409,12 @@ def consolidate(sims, xa, ya, ta, xb, yb, tb):  # type: ignore[no-untyped-def]
     if count < 2:
         return 0.0, empty, np.zeros(0)
     # Pairwise compatibility: distances, direction differences and radial angles agree.
-    rho = np.zeros((count, count), dtype=np.float64)
+    # The compatible pairs of pairs form a sparse graph (most pairs of an impostor
+    # comparison disagree on distance), kept as an edge list.
+    edge_t = np.empty(count * (count - 1) // 2, dtype=np.int64)
+    edge_k = np.empty_like(edge_t)
+    edge_v = np.empty(edge_t.shape[0], dtype=np.float64)
+    edges = 0
     for t in range(count):
         a1, b1 = pa[t], pb[t]
         for k in range(t + 1, count):
@@ -339,27 +422,32 @@ def consolidate(sims, xa, ya, ta, xb, yb, tb):  # type: ignore[no-untyped-def]
             dxa, dya = xa[a2] - xa[a1], ya[a2] - ya[a1]
             dxb, dyb = xb[b2] - xb[b1], yb[b2] - yb[b1]
             d1 = abs(math.sqrt(dxa * dxa + dya * dya) - math.sqrt(dxb * dxb + dyb * dyb))
-            if d1 > 3.0 * MU_P1:  # the distance term alone is then below 1e-4
+            if d1 > D1_CUT:
                 continue
             d2 = abs(_angle_diff(_angle_diff(ta[a1], ta[a2]), _angle_diff(tb[b1], tb[b2])))
+            if d2 > D2_CUT:
+                continue
             # The radial angles (direction against the connecting segment) differ by
             # (ta1 - tb1) - (angle of segment a - angle of segment b).
             segment_turn = math.atan2(dxb * dya - dyb * dxa, dxa * dxb + dya * dyb)
             d3 = abs(_angle_diff(_angle_diff(ta[a1], tb[b1]), segment_turn))
-            value = (_sigmoid(d1, MU_P1, TAU_P1) * _sigmoid(d2, MU_P2, TAU_P2)
-                     * _sigmoid(d3, MU_P3, TAU_P3))
-            rho[t, k] = value
-            rho[k, t] = value
-    current = lam.copy()[:count]
+            if d3 > D3_CUT:
+                continue
+            edge_t[edges], edge_k[edges] = t, k
+            edge_v[edges] = (_sigmoid(d1, MU_P1, TAU_P1) * _sigmoid(d2, MU_P2, TAU_P2)
+                             * _sigmoid(d3, MU_P3, TAU_P3))
+            edges += 1
+    current = lam[:count].copy()
     initial = current.copy()
+    support = np.empty(count, dtype=np.float64)
     for _ in range(RELAX_ITERATIONS):
-        following = np.empty(count, dtype=np.float64)
+        support[:] = 0.0
+        for e in range(edges):
+            t, k, v = edge_t[e], edge_k[e], edge_v[e]
+            support[t] += v * current[k]
+            support[k] += v * current[t]
         for t in range(count):
-            support = 0.0
-            for k in range(count):
-                support += rho[t, k] * current[k]
-            following[t] = RELAX_WEIGHT * current[t] + (1.0 - RELAX_WEIGHT) * support / (count - 1)
-        current = following
+            current[t] = RELAX_WEIGHT * current[t] + (1.0 - RELAX_WEIGHT) * support[t] / (count - 1)
     efficiency = current / initial
     n_p = MIN_NP + round(_sigmoid(min(na, nb), MU_P, TAU_P) * (MAX_NP - MIN_NP))
     n_p = min(n_p, count)
@@ -374,3 +462,27 @@ def consolidate(sims, xa, ya, ta, xb, yb, tb):  # type: ignore[no-untyped-def]
         total += contributions[i]
     return min(1.0, total), pairs, contributions
 
+
+
+@njit(cache=True, parallel=True)
+def score_many(p_x, p_y, p_t, p_bits, p_valid, p_usable, p_offsets,
+               g_x, g_y, g_t, g_offsets):  # type: ignore[no-untyped-def]
+    """Exhaustive matching: the score of every probe against every gallery template, in
+    parallel over the gallery. Probes come with their cylinders (template p is rows
+    p_offsets[p]:p_offsets[p + 1]); gallery templates are bare minutiae (template f is
+    g_offsets[f]:g_offsets[f + 1]) whose cylinders are built here, once for all probes,
+    so that a gallery far larger than memory for its cylinders can be scored."""
+    n_probes = p_offsets.shape[0] - 1
+    n_gallery = g_offsets.shape[0] - 1
+    out = np.zeros((n_probes, n_gallery), dtype=np.float64)
+    for f in prange(n_gallery):
+        lo, hi = g_offsets[f], g_offsets[f + 1]
+        x, y, t = g_x[lo:hi], g_y[lo:hi], g_t[lo:hi]
+        bits, valid, usable = cylinders(x, y, t)
+        for p in range(n_probes):
+            a, b = p_offsets[p], p_offsets[p + 1]
+            sims = local_similarities(p_bits[a:b], p_valid[a:b], p_usable[a:b], p_t[a:b],
+                                      bits, valid, usable, t)
+            score, _, _ = consolidate(sims, p_x[a:b], p_y[a:b], p_t[a:b], x, y, t)
+            out[p, f] = score
+    return out

@@ -4,14 +4,16 @@ Why our own: no maintained Python package indexes minutiae templates. The design
 the idea of MCC indexing (Cappelli, Ferrara, Maltoni, "Fingerprint indexing based on
 Minutia Cylinder-Code", IEEE TPAMI 33(5), 2011), simplified to fit under 1 KiB per finger:
 
-- **Stage 1 (pruning).** Each finger keeps KEYS_PER_FINGER "key" cylinders: those of the
-  minutiae nearest the centre of its minutiae (the area every impression captures),
-  pooled from 16 x 16 x 6 to 8 x 8 x 6 cells (48 bytes), with their directions and
-  positions. A probe's PROBE_KEYS key cylinders are compared with every finger's key
-  cylinders (similarity 2|a & b| / (|a| + |b|), the bit MCC similarity without the cell
-  validity masks: key cylinders are central, so nearly all their cells are valid, and
-  dropping the masks makes a key comparison six popcounts); a finger's stage-1 score is
-  the largest total of best key pairs that agree on one rigid placement. This is a linear
+- **Stage 1 (pruning).** Each finger keeps KEYS_PER_FINGER "key" cylinders: those of
+  minutiae near the centre of its minutiae (the area every impression captures), taken
+  outwards from the centre at least KEY_SPACING apart so that they cover enough of it to
+  meet an off-centre probe, pooled from 16 x 16 x 6 to 8 x 8 x 6 cells (48 bytes), with
+  their directions and positions. A probe's PROBE_KEYS key cylinders (chosen the same
+  way, PROBE_KEY_SPACING apart) are compared with every finger's key cylinders
+  (similarity 2|a & b| / (|a| + |b|), the bit MCC similarity without the cell validity
+  masks: key cylinders are central, so nearly all their cells are valid, and dropping
+  the masks makes a key comparison six popcounts); a finger's stage-1 score is the
+  largest total of best key pairs that agree on one rigid placement. This is a linear
   scan compiled with numba and run in parallel over the shard.
 - **Stage 2 (ranking).** The SHORTLIST best fingers of stage 1 are compared with the full
   matcher, their cylinders rebuilt from the minutiae the shard keeps of each finger:
@@ -45,12 +47,13 @@ from numba import njit, prange
 from lintas.biometrics import matching, mcc
 
 KEYS_PER_FINGER = 12
-PROBE_KEYS = 32
+PROBE_KEYS = 24
 MAX_STORED_MINUTIAE = 255
-SHORTLIST = 128
+SHORTLIST = 256
 POOLED = 8  # spatial cells per side after pooling
 CODE_WORDS = mcc.ND  # one 64-bit word per direction: bit (i * 8 + j) is cell (i, j)
 KEY_SPACING = 30.0  # px between a finger's key minutiae, where it has enough of them
+PROBE_KEY_SPACING = 20.0  # and between a probe's
 SIMILARITY_FLOOR = 0.5  # key pairs less similar than this do not count in stage 1
 PAIR_DISTANCE = 15.0  # px: two key pairs agree when their distances differ by at most this
 PAIR_ROTATION = 65536 // 12  # and their rotations by at most 30 degrees (angle units)
@@ -182,8 +185,8 @@ def _stage2(px, py, pt, pbits, pvalid, pusable, pool, start, origin, counts, slo
 
 
 @njit(cache=True)
-def _spread(x, y, order, count):  # type: ignore[no-untyped-def]
-    """Up to `count` minutiae from `order` (central first) that lie at least KEY_SPACING
+def _spread(x, y, order, count, spacing):  # type: ignore[no-untyped-def]
+    """Up to `count` minutiae from `order` (central first) that lie at least `spacing`
     apart, topped up from the rest in the same order: keys spread over the centre
     instead of crowding it, so that a probe displaced against the gallery impression
     still finds some of them."""
@@ -197,7 +200,7 @@ def _spread(x, y, order, count):  # type: ignore[no-untyped-def]
         m = order[i]
         far = True
         for j in range(k):
-            if (x[m] - x[out[j]]) ** 2 + (y[m] - y[out[j]]) ** 2 < KEY_SPACING ** 2:
+            if (x[m] - x[out[j]]) ** 2 + (y[m] - y[out[j]]) ** 2 < spacing ** 2:
                 far = False
                 break
         if far:
@@ -230,7 +233,7 @@ def _build(xs, ys, ts, offsets, code_bits, code_theta, code_xy, code_count, pool
             continue
         cx, cy = x.mean(), y.mean()
         order = np.argsort((x - cx) ** 2 + (y - cy) ** 2)
-        candidates = _spread(x, y, order, 2 * KEYS_PER_FINGER + 8)
+        candidates = _spread(x, y, order, 2 * KEYS_PER_FINGER + 8, KEY_SPACING)
         bits, _, usable = mcc.cylinders_of(x, y, t, candidates)
         chosen = np.flatnonzero(usable)[:KEYS_PER_FINGER]
         pooled = _pool(bits[chosen])
@@ -271,7 +274,7 @@ def _key_codes(x: np.ndarray, y: np.ndarray, theta: np.ndarray,
                count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pooled cylinders of the `count` most central minutiae whose cylinders are usable,
     with their directions (angle units) and positions."""
-    order = _central_order(x, y)[: 2 * count + 8]
+    order = _spread(x, y, _central_order(x, y), 2 * count + 8, PROBE_KEY_SPACING)
     bits, _, usable = mcc.cylinders_of(x, y, theta, order)
     chosen = np.flatnonzero(usable)[:count]
     angles = np.round((theta[order[chosen]] % (2 * math.pi)) / ANGLE_UNIT).astype(np.int64)

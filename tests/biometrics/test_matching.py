@@ -149,3 +149,32 @@ def test_exhaustive_scoring_equals_one_comparison_at_a_time(db3) -> None:
     assert scores.shape == (4, 11)
     assert scores.tolist() == expected
     assert scores[0].argmax() == 0 and scores[1].argmax() == 3  # mates found
+
+
+def test_cylinder_validity_equals_the_cell_by_cell_hull_test() -> None:
+    """`cylinders` decides most cells' validity from one bound per row and hull edge;
+    the result must be exactly the cell-by-cell test of the method (cell centre within
+    HULL_MARGIN of the minutiae's convex hull, inside the cylinder's circle)."""
+    from lintas.biometrics import mcc
+
+    rng = np.random.default_rng(7)
+    delta = 2 * mcc.RADIUS / mcc.NS
+    for n, spread in ((12, 60.0), (25, 120.0), (40, 200.0), (60, 150.0), (3, 40.0)):
+        x = rng.uniform(0, spread, n)
+        y = rng.uniform(0, spread * 1.3, n)
+        theta = rng.uniform(0, 2 * math.pi, n)
+        _, valid, _ = mcc.cylinders(x, y, theta)
+        hull = mcc._convex_hull(x, y)
+        hx, hy = x[hull], y[hull]
+        edges = mcc._hull_edges(hx, hy)
+        for m in range(n):
+            c, s = math.cos(theta[m]), math.sin(theta[m])
+            for i in range(mcc.NS):
+                for j in range(mcc.NS):
+                    cu, cv = (i + 0.5) * delta - mcc.RADIUS, (j + 0.5) * delta - mcc.RADIUS
+                    expected = (cu * cu + cv * cv <= mcc.RADIUS ** 2 and mcc._near_hull(
+                        x[m] + c * cu - s * cv, y[m] + s * cu + c * cv, hx, hy, edges,
+                        mcc.HULL_MARGIN))
+                    cell = (i * mcc.NS + j) * mcc.ND  # direction 0 of cell (i, j)
+                    got = bool((int(valid[m, cell >> 6]) >> (cell & 63)) & 1)
+                    assert got == expected, (n, m, i, j)

@@ -83,6 +83,83 @@ def _pool(bits):  # type: ignore[no-untyped-def]
     return out_bits
 
 
+@njit(cache=True, inline="always")
+def _turn(a: int, b: int) -> int:
+    """|a - b| between two angles in units of 2 pi / 65536, wrapped to 0..32768 (masking
+    instead of a modulo: this sits in stage 1's innermost loop)."""
+    d = (a - b) & 0xFFFF
+    return 65536 - d if d > 32768 else d
+
+
+@njit(cache=True, inline="always")
+def _stage1_finger(f, p_bits, p_theta, p_xy, p_ones, p_count, g_bits, g_theta, g_xy,
+                   g_count, g_ones, common, found_a, found_b, found_sim):  # type: ignore[no-untyped-def]
+    """Stage-1 score of finger f (see `_stage1`); the other arrays are scratch space.
+
+    The finger's key words are stored word-major (g_bits[f, w, b]), so that the
+    popcounts of one probe key against all of a finger's keys run as one vector loop
+    (the CPU's vector popcount where it has one); a finger's unused key slots are zero
+    and can never pass the similarity floor."""
+    if g_count[f] == 0:
+        return 0.0
+    for b in range(KEYS_PER_FINGER):
+        g_ones[b] = 0
+    for w in range(CODE_WORDS):
+        for b in range(KEYS_PER_FINGER):
+            g_ones[b] += mcc._popcount(g_bits[f, w, b])
+    k = 0
+    for a in range(p_count):
+        for b in range(KEYS_PER_FINGER):
+            common[b] = 0
+        for w in range(CODE_WORDS):
+            word = p_bits[a, w]
+            for b in range(KEYS_PER_FINGER):
+                common[b] += mcc._popcount(word & g_bits[f, w, b])
+        best = SIMILARITY_FLOOR
+        best_b = -1
+        ta = int(p_theta[a])
+        for b in range(KEYS_PER_FINGER):
+            ones = p_ones[a] + g_ones[b]
+            if ones == 0 or 2 * common[b] <= SIMILARITY_FLOOR * ones:
+                continue
+            if _turn(ta, int(g_theta[f, b])) > 16384:  # directions more than 90 degrees apart
+                continue
+            sim = 2.0 * common[b] / ones
+            if sim > best:
+                best = sim
+                best_b = b
+        if best_b >= 0:
+            found_a[k] = a
+            found_b[k] = best_b
+            found_sim[k] = best - SIMILARITY_FLOOR
+            k += 1
+    best_total = 0.0
+    for i in range(k):
+        ai, bi = found_a[i], found_b[i]
+        rot_i = int(g_theta[f, bi]) - int(p_theta[ai])
+        total = found_sim[i]
+        for j in range(k):
+            if j == i or found_b[j] == bi:
+                continue
+            aj, bj = found_a[j], found_b[j]
+            rot_j = int(g_theta[f, bj]) - int(p_theta[aj])
+            if _turn(rot_i, rot_j) > PAIR_ROTATION:
+                continue
+            dpx = float(p_xy[ai, 0]) - float(p_xy[aj, 0])
+            dpy = float(p_xy[ai, 1]) - float(p_xy[aj, 1])
+            dgx = float(g_xy[f, bi, 0]) - float(g_xy[f, bj, 0])
+            dgy = float(g_xy[f, bi, 1]) - float(g_xy[f, bj, 1])
+            gap = abs(math.sqrt(dpx * dpx + dpy * dpy) - math.sqrt(dgx * dgx + dgy * dgy))
+            if gap <= PAIR_DISTANCE:
+                total += found_sim[j]
+        if total > best_total:
+            best_total = total
+    return best_total
+
+
+STAGE1_BLOCK = 2048  # fingers per parallel task: scratch space is allocated per block
+
+
 @njit(cache=True, parallel=True)
 def _stage1(p_bits, p_theta, p_xy, p_count, g_bits, g_theta, g_xy, g_count,
             alive):  # type: ignore[no-untyped-def]
@@ -95,62 +172,18 @@ def _stage1(p_bits, p_theta, p_xy, p_count, g_bits, g_theta, g_xy, g_count,
     for a in range(p_count):
         for w in range(CODE_WORDS):
             p_ones[a] += mcc._popcount(p_bits[a, w])
-    for f in prange(n):
-        if not alive[f]:
-            continue
+    blocks = (n + STAGE1_BLOCK - 1) // STAGE1_BLOCK
+    for block in prange(blocks):
         g_ones = np.zeros(KEYS_PER_FINGER, dtype=np.int64)
-        for b in range(g_count[f]):
-            for w in range(CODE_WORDS):
-                g_ones[b] += mcc._popcount(g_bits[f, b, w])
+        common = np.zeros(KEYS_PER_FINGER, dtype=np.int64)
+        found_a = np.empty(p_count, dtype=np.int64)
         found_b = np.empty(p_count, dtype=np.int64)
         found_sim = np.empty(p_count, dtype=np.float64)
-        found_a = np.empty(p_count, dtype=np.int64)
-        k = 0
-        for a in range(p_count):
-            best = SIMILARITY_FLOOR
-            best_b = -1
-            for b in range(g_count[f]):
-                diff = abs(((int(p_theta[a]) - int(g_theta[f, b]) + 32768) % 65536) - 32768)
-                if diff > 16384:  # directions more than 90 degrees apart
-                    continue
-                ones = p_ones[a] + g_ones[b]
-                if ones == 0:
-                    continue
-                common = 0
-                for w in range(CODE_WORDS):
-                    common += mcc._popcount(p_bits[a, w] & g_bits[f, b, w])
-                sim = 2.0 * common / ones
-                if sim > best:
-                    best = sim
-                    best_b = b
-            if best_b >= 0:
-                found_a[k] = a
-                found_b[k] = best_b
-                found_sim[k] = best - SIMILARITY_FLOOR
-                k += 1
-        best_total = 0.0
-        for i in range(k):
-            ai, bi = found_a[i], found_b[i]
-            rot_i = int(g_theta[f, bi]) - int(p_theta[ai])
-            total = found_sim[i]
-            for j in range(k):
-                if j == i or found_b[j] == bi:
-                    continue
-                aj, bj = found_a[j], found_b[j]
-                rot_j = int(g_theta[f, bj]) - int(p_theta[aj])
-                turn = abs(((rot_i - rot_j + 32768) % 65536) - 32768)
-                if turn > PAIR_ROTATION:
-                    continue
-                dpx = float(p_xy[ai, 0]) - float(p_xy[aj, 0])
-                dpy = float(p_xy[ai, 1]) - float(p_xy[aj, 1])
-                dgx = float(g_xy[f, bi, 0]) - float(g_xy[f, bj, 0])
-                dgy = float(g_xy[f, bi, 1]) - float(g_xy[f, bj, 1])
-                gap = abs(math.sqrt(dpx * dpx + dpy * dpy) - math.sqrt(dgx * dgx + dgy * dgy))
-                if gap <= PAIR_DISTANCE:
-                    total += found_sim[j]
-            if total > best_total:
-                best_total = total
-        scores[f] = best_total
+        for f in range(block * STAGE1_BLOCK, min(n, (block + 1) * STAGE1_BLOCK)):
+            if alive[f]:
+                scores[f] = _stage1_finger(f, p_bits, p_theta, p_xy, p_ones, p_count,
+                                           g_bits, g_theta, g_xy, g_count, g_ones, common,
+                                           found_a, found_b, found_sim)
     return scores
 
 
@@ -240,7 +273,7 @@ def _build(xs, ys, ts, offsets, code_bits, code_theta, code_xy, code_count, pool
         count = chosen.shape[0]
         for k in range(count):
             m = candidates[chosen[k]]
-            code_bits[f, k] = pooled[k]
+            code_bits[f, :, k] = pooled[k]
             code_theta[f, k] = round((t[m] % (2 * math.pi)) / ANGLE_UNIT) % 65536
             code_xy[f, k, 0] = round(x[m])
             code_xy[f, k, 1] = round(y[m])
@@ -325,7 +358,7 @@ class IndexShard:
         self.capacity = capacity
         self.keys = np.zeros(capacity, dtype=np.int64)
         self.alive = np.zeros(capacity, dtype=np.bool_)
-        self.code_bits = np.zeros((capacity, KEYS_PER_FINGER, CODE_WORDS), dtype=np.uint64)
+        self.code_bits = np.zeros((capacity, CODE_WORDS, KEYS_PER_FINGER), dtype=np.uint64)
         self.code_theta = np.zeros((capacity, KEYS_PER_FINGER), dtype=np.uint16)
         self.code_xy = np.zeros((capacity, KEYS_PER_FINGER, 2), dtype=np.int16)
         self.code_count = np.zeros(capacity, dtype=np.uint8)

@@ -1,6 +1,6 @@
 """1:1 fingerprint comparison with scores calibrated to a false match rate.
 
-    prepare(view)                     -> MatchTemplate   (once per impression, ~50 ms)
+    prepare(view)                     -> MatchTemplate   (once per impression, ~1 ms)
     compare(probe, reference)         -> float           (raw similarity in [0, 1])
     explain(probe, reference)         -> Comparison      (score, FMR, paired minutiae)
     compare_fingers(probe, reference) -> FusedComparison (several fingers, fused)
@@ -8,9 +8,9 @@
 The comparison is Minutia Cylinder-Code with LSS-R consolidation (`lintas.biometrics.mcc`,
 compiled with numba). Raw scores are turned into false match rates by the calibration
 table in `calibration.json`, measured on real impostor comparisons (FVC2004 B sets, all
-impostors protocol: `python tools/calibrate_matcher.py` writes it, and docs/biometrics.md
-shows it). Several fingers are fused by adding their evidence, -log10(FMR), which
-assumes that impostor scores of different fingers are independent.
+impostors protocol: `benchmarks/fingerprint.py --sizes 0 --calibration-out FILE` writes
+it, and docs/biometrics.md shows it). Several fingers are fused by adding their evidence,
+-log10(FMR), which assumes that impostor scores of different fingers are independent.
 """
 
 from __future__ import annotations

@@ -41,11 +41,16 @@ WORDS = (CELLS + 63) // 64
 # LSS-R consolidation.
 RELAX_WEIGHT = 0.3  # paper: 0.5 with 5 rounds; 0.3 with 8 measured better on FVC2004
 RELAX_ITERATIONS = 8
-MU_P1, TAU_P1 = 5.0, -1.6
-MU_P2, TAU_P2 = math.pi / 12, -30.0
-MU_P3, TAU_P3 = math.pi / 12, -30.0
-MIN_NP, MAX_NP = 4, 12
-MU_P, TAU_P = 20.0, 0.4
+MU_P1 = 5.0
+TAU_P1 = -1.6
+MU_P2 = math.pi / 12
+TAU_P2 = -30.0
+MU_P3 = math.pi / 12
+TAU_P3 = -30.0
+MIN_NP = 4
+MAX_NP = 12
+MU_P = 20.0
+TAU_P = 0.4
 # Past these differences a pair-of-pairs' compatibility (a product of three sigmoids,
 # each at most 1) is below 1e-7: such pairs are left out of the relaxation.
 D1_CUT = MU_P1 - math.log(1e7) / TAU_P1

@@ -57,6 +57,7 @@ import numpy as np
 from lintas.biometrics import evaluation, index, matching, mcc
 from lintas.biometrics.extraction import extract_native
 from lintas.biometrics.images import ImageError, load_image
+from lintas.biometrics.minutiae import FingerView
 
 MIN_MINUTIAE = 8
 NAME = re.compile(r"^(\d+)_(\d+)\.(tif|tiff|png|bmp)$", re.IGNORECASE)
@@ -76,6 +77,7 @@ class Impression:
     number: int
     template: matching.MatchTemplate | None  # None: failed to enrol
     native: Any = None
+    view: FingerView | None = None  # the minutiae the template was built from
 
 
 @dataclass
@@ -135,7 +137,8 @@ def load_database(name: str, folder: Path, ppi: float) -> Database:
             db.prepare_s.append(time.process_time() - started)
         else:
             native = None
-        db.impressions.append(Impression(finger, number, template, native))
+        db.impressions.append(Impression(finger, number, template, native,
+                                         None if template is None else view))
         if n % 20 == 0 or n == len(files):
             progress(f"  {name}: extracted {n}/{len(files)}")
     return db

@@ -35,9 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fingerprint
 
 from lintas.biometrics import evaluation, matching, mcc
-from lintas.biometrics.extraction import extract
-from lintas.biometrics.images import ImageError, load_image
-from lintas.biometrics.minutiae import FingerView
 
 OPERATORS: dict[type, Any] = {ast.Add: operator.add, ast.Sub: operator.sub,
                               ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -86,44 +83,20 @@ def compiled_matcher(source: str, constants: dict[str, float | int]) -> types.Mo
     return module
 
 
-Views = list[tuple[str, FingerView | None]]  # (finger, minutiae or None: failed to enrol)
-
-
-def load_views(root: Path, ppis: dict[str, float]) -> list[tuple[str, Views]]:
-    databases = []
-    for name, folder, ppi in fingerprint.find_databases(root, ppis):
-        fingerprint.progress(f"{name} ({ppi:.0f} ppi): extracting")
-        matched = [(f, fingerprint.NAME.match(f.name)) for f in folder.iterdir()]
-        files = sorted(((f, m) for f, m in matched if m),
-                       key=lambda item: (int(item[1][1]), int(item[1][2])))
-        views: Views = []
-        for path, match in files:
-            finger = match[1]
-            try:
-                view: FingerView | None = extract(load_image(path.read_bytes(), ppi))
-            except ImageError:
-                view = None
-            if view is not None and len(view.minutiae) < fingerprint.MIN_MINUTIAE:
-                view = None
-            views.append((finger, view))
-        databases.append((name, views))
-    return databases
-
-
-def measure(databases: list, matcher: types.ModuleType) -> dict[str, Any]:
+def measure(databases: list[fingerprint.Database], matcher: types.ModuleType) -> dict[str, Any]:
     matching.mcc = matcher  # type: ignore[attr-defined]
     try:
         per_db = {}
-        for name, views in databases:
-            templates = [None if v is None else matching.prepare(v) for _, v in views]
-            db = fingerprint.Database(name, 500.0, [
-                fingerprint.Impression(finger, 0, template)
-                for (finger, _), template in zip(views, templates, strict=True)])
+        for extracted in databases:
+            db = fingerprint.Database(extracted.name, extracted.ppi, [
+                fingerprint.Impression(imp.finger, imp.number,
+                                       None if imp.view is None else matching.prepare(imp.view))
+                for imp in extracted.impressions])
             genuine, fvc_impostors, all_impostors = fingerprint.protocols(db)
             scores, _ = fingerprint.score_all(db, genuine + all_impostors, baseline=False)
             g = [scores[p] for p in genuine]
             all_i = [scores[p] for p in all_impostors]
-            per_db[name] = {
+            per_db[db.name] = {
                 "eer": evaluation.eer(g, [scores[p] for p in fvc_impostors]),
                 "fnmr_at_fmr_1pct": evaluation.fnmr_at_fmr(g, all_i, 0.01),
                 "fnmr_at_fmr_0_1pct": evaluation.fnmr_at_fmr(g, all_i, 0.001),
@@ -148,9 +121,12 @@ def main() -> None:
     args = parser.parse_args()
     source = Path(mcc.__file__).read_text()
     configurations = [(text, parse_configuration(text, source)) for text in args.configurations]
-    databases = load_views(args.data or fingerprint.default_data(),
-                           fingerprint.parse_ppi(args.ppi))
-    names = [name for name, _ in databases]
+    databases = []
+    for name, folder, ppi in fingerprint.find_databases(args.data or fingerprint.default_data(),
+                                                        fingerprint.parse_ppi(args.ppi)):
+        fingerprint.progress(f"{name} ({ppi:.0f} ppi): extracting")
+        databases.append(fingerprint.load_database(name, folder, ppi))
+    names = [db.name for db in databases]
     print(f"{'EER %':>6} {'FNMR@1%':>8} {'FNMR@0.1%':>9} {'EER all':>7}  "
           + "  ".join(f"{n + ' EER/FNMR@0.1%':>20}" for n in names) + "  configuration")
     results = []

@@ -210,9 +210,8 @@ def _stage2(px, py, pt, pbits, pvalid, pusable, pool, start, origin, counts, slo
     for c in prange(slots.shape[0]):
         slot = slots[c]
         x, y, t = _unpack(pool, start, origin, slot, counts[slot])
-        bits, valid, usable = mcc.cylinders(x, y, t)
-        sims = mcc.local_similarities(pbits, pvalid, pusable, pt, bits, valid, usable, t)
-        score, _, _ = mcc.consolidate(sims, px, py, pt, x, y, t)
+        x, y, t, bits, valid, usable, _ = mcc.in_matching_order(x, y, t, *mcc.cylinders(x, y, t))
+        score, _, _ = mcc.compare(px, py, pt, pbits, pvalid, pusable, x, y, t, bits, valid, usable)
         scores[c] = score
     return scores
 

@@ -34,7 +34,10 @@ class MatchError(ValueError):
 
 @dataclass(frozen=True, eq=False)
 class MatchTemplate:
-    """One impression, ready for comparison: y-up coordinates, radians, cylinders."""
+    """One impression, ready for comparison: y-up coordinates, radians, cylinders.
+
+    The minutiae are in the order the comparison runs fastest in (`mcc.matching_order`);
+    `index[i]` is the position of row i among the minutiae given to `prepare`."""
 
     x: np.ndarray
     y: np.ndarray
@@ -42,6 +45,7 @@ class MatchTemplate:
     bits: np.ndarray
     valid: np.ndarray
     usable: np.ndarray
+    index: np.ndarray
     position: int = 0
 
     @property
@@ -55,21 +59,19 @@ def prepare(view: FingerView) -> MatchTemplate:
     x = np.array([m.x for m in minutiae], dtype=np.float64)
     y = -np.array([m.y for m in minutiae], dtype=np.float64)  # y up, as angles are CCW
     theta = np.radians(np.array([m.angle for m in minutiae], dtype=np.float64))
-    bits, valid, usable = mcc.cylinders(x, y, theta)
-    return MatchTemplate(x, y, theta, bits, valid, usable, view.position)
+    x, y, theta, bits, valid, usable, index = mcc.in_matching_order(
+        x, y, theta, *mcc.cylinders(x, y, theta))
+    return MatchTemplate(x, y, theta, bits, valid, usable, index, view.position)
 
 
-def _similarities(a: MatchTemplate, b: MatchTemplate) -> np.ndarray:
-    return mcc.local_similarities(a.bits, a.valid, a.usable, a.theta,  # type: ignore[no-any-return]
-                                  b.bits, b.valid, b.usable, b.theta)
+def _compare(a: MatchTemplate, b: MatchTemplate) -> tuple[float, np.ndarray, np.ndarray]:
+    return mcc.compare(a.x, a.y, a.theta, a.bits, a.valid, a.usable,  # type: ignore[no-any-return]
+                       b.x, b.y, b.theta, b.bits, b.valid, b.usable)
 
 
 def compare(probe: MatchTemplate, reference: MatchTemplate) -> float:
     """The raw similarity of two impressions, in [0, 1]; see `Calibration` for meaning."""
-    sims = _similarities(probe, reference)
-    score, _, _ = mcc.consolidate(sims, probe.x, probe.y, probe.theta,
-                                  reference.x, reference.y, reference.theta)
-    return float(score)
+    return float(_compare(probe, reference)[0])
 
 
 @dataclass(frozen=True)
@@ -93,11 +95,10 @@ class Comparison:
 
 def explain(probe: MatchTemplate, reference: MatchTemplate) -> Comparison:
     """The comparison with the minutiae pairs that make its score, for a reviewer to
-    draw side by side (indices refer to each template's minutiae, in order)."""
-    sims = _similarities(probe, reference)
-    score, pairs, contributions = mcc.consolidate(sims, probe.x, probe.y, probe.theta,
-                                                  reference.x, reference.y, reference.theta)
-    paired = tuple(PairedMinutiae(int(p[0]), int(p[1]), float(c))
+    draw side by side (indices refer to each impression's minutiae as given to
+    `prepare`)."""
+    score, pairs, contributions = _compare(probe, reference)
+    paired = tuple(PairedMinutiae(int(probe.index[p[0]]), int(reference.index[p[1]]), float(c))
                    for p, c in zip(pairs, contributions, strict=True))
     return Comparison(float(score), calibration().fmr(float(score)), paired)
 

@@ -178,3 +178,91 @@ def test_cylinder_validity_equals_the_cell_by_cell_hull_test() -> None:
                     cell = (i * mcc.NS + j) * mcc.ND  # direction 0 of cell (i, j)
                     got = bool((int(valid[m, cell >> 6]) >> (cell & 63)) & 1)
                     assert got == expected, (n, m, i, j)
+
+
+def _reference_similarities(a: matching.MatchTemplate, b: matching.MatchTemplate) -> np.ndarray:
+    """The cylinder similarity by its definition, with Python integers: the share of
+    differing bits over the cells valid in both, for usable cylinders at most 90° apart
+    that share enough valid cells (0 otherwise)."""
+    from lintas.biometrics import mcc
+
+    def ones(words: np.ndarray) -> int:
+        return sum(bin(int(w)).count("1") for w in words)
+
+    min_cells = mcc.MIN_MATCHABLE * mcc._circle_cells() * mcc.ND
+    out = np.zeros((a.size, b.size))
+    for i in range(a.size):
+        for j in range(b.size):
+            turn = a.theta[i] - b.theta[j]  # wrapped to [-pi, pi) the matcher's way: MINDTCT
+            while turn < -math.pi:  # directions come in 11.25 degree steps, so pairs lie
+                turn += 2 * math.pi  # exactly on the 90 degree limit and the rounding of
+            while turn >= math.pi:  # the wrap decides them
+                turn -= 2 * math.pi
+            if not (a.usable[i] and b.usable[j]) or abs(turn) > mcc.MAX_DIRECTION_DIFF:
+                continue
+            both = a.valid[i] & b.valid[j]
+            if ones(both) < min_cells:
+                continue
+            xa, xb = a.bits[i] & both, b.bits[j] & both
+            if ones(xa) + ones(xb):
+                out[i, j] = 1 - ones(xa ^ xb) / (ones(xa) + ones(xb))
+    return out
+
+
+def test_similarities_follow_the_definition_in_any_minutia_order(db3) -> None:
+    """The fast similarities (matching order, vector popcounts, shortcuts for fully
+    valid cylinders) equal the definition, and do not depend on the minutiae's order."""
+    from lintas.biometrics import mcc
+
+    a = matching.prepare(db3[(102, 1)][0])
+    b = matching.prepare(db3[(102, 2)][0])
+    fast = mcc.local_similarities(a.bits, a.valid, a.usable, a.theta,
+                                  b.bits, b.valid, b.usable, b.theta)
+    assert np.allclose(fast, _reference_similarities(a, b), rtol=0, atol=1e-12)
+    assert (fast > 0).sum() > a.size  # a real test: many comparable pairs
+    rng = np.random.default_rng(3)
+    pa, pb = rng.permutation(a.size), rng.permutation(b.size)
+    shuffled = mcc.local_similarities(a.bits[pa], a.valid[pa], a.usable[pa], a.theta[pa],
+                                      b.bits[pb], b.valid[pb], b.usable[pb], b.theta[pb])
+    assert np.array_equal(shuffled, fast[np.ix_(pa, pb)])
+
+
+def test_prepare_puts_minutiae_in_matching_order_and_remembers_theirs(db3) -> None:
+    """Fully valid cylinders first, each group by direction; `index` maps every row back
+    to the extractor's minutia."""
+    from lintas.biometrics import mcc
+
+    view = db3[(105, 1)][0]
+    t = matching.prepare(view)
+    full = [mcc._ones_and_cells(t.bits[i:i + 1], t.valid[i:i + 1])[2][0] for i in range(t.size)]
+    assert full == sorted(full, reverse=True) and any(full) and not all(full)
+    for group in (True, False):
+        angles = [t.theta[i] for i in range(t.size) if full[i] == group]
+        assert angles == sorted(angles)
+    assert sorted(t.index.tolist()) == list(range(len(view.minutiae)))
+    for row, m in enumerate(t.index):
+        assert t.x[row] == view.minutiae[m].x and t.y[row] == -view.minutiae[m].y
+
+
+def test_vector_popcount_of_rows_equals_plain_counting() -> None:
+    """The LLVM vector popcount of two cylinder rows, on whole arrays and on slices."""
+    from numba import njit
+
+    from lintas.biometrics import mcc
+
+    @njit
+    def counts(x, y):  # type: ignore[no-untyped-def]
+        out = np.empty((x.shape[0], y.shape[0]), dtype=np.int64)
+        for i in range(x.shape[0]):
+            for j in range(y.shape[0]):
+                out[i, j] = mcc._and_popcount(x, i, y, j)
+        return out
+
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 2 ** 63, size=(9, mcc.WORDS), dtype=np.uint64) << np.uint64(1)
+    x[0] = np.uint64(2 ** 64 - 1)
+    y = rng.integers(0, 2 ** 63, size=(7, mcc.WORDS), dtype=np.uint64) | np.uint64(1)
+    for xs, ys in ((x, y), (x[3:], y[2:6])):
+        expected = [[sum(bin(int(p) & int(q)).count("1") for p, q in zip(r, s, strict=True))
+                     for s in ys] for r in xs]
+        assert counts(xs, ys).tolist() == expected

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from lintas import __version__
-from lintas.cli import gallery, hub, node
+from lintas.cli import audit, gallery, hub, node
 
 app = typer.Typer(
     help="Lintas: a secure regional data exchange. A hub relays sealed envelopes between "
@@ -19,6 +19,7 @@ app = typer.Typer(
 app.add_typer(hub.app, name="hub")
 app.add_typer(node.app, name="node")
 app.add_typer(gallery.app, name="gallery")
+app.add_typer(audit.app, name="audit")
 
 
 @app.command()

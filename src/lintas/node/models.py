@@ -122,3 +122,33 @@ class GalleryFinger(Base):
         CheckConstraint("position BETWEEN 1 AND 10", name="ck_gallery_fingers_position"),
         CheckConstraint("impression >= 1", name="ck_gallery_fingers_impression"),
     )
+
+
+class AuditRecord(Base):
+    """One entry of the audit trail (`lintas.audit.chain`): never biometric data."""
+
+    __tablename__ = "audit_log"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(200))
+    outcome: Mapped[str] = mapped_column(String(200))
+    purpose: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    agreement: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    message_ids: Mapped[str] = mapped_column(Text)  # JSON list
+    details: Mapped[str] = mapped_column(Text)  # JSON object
+    previous: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditHead(Base):
+    """The last entry of the audit trail, in one row that every append locks: appends
+    are serialised, so the chain can never fork."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (CheckConstraint("id = 1", name="ck_audit_head_single_row"),)

@@ -38,15 +38,22 @@ def _open(data_dir: Path, db: str | None):  # type: ignore[no-untyped-def]
     return AuditLog(database)
 
 
+Hub = Annotated[bool, typer.Option(
+    "--hub", help="Also check every head the hub witnessed (needs the node passphrase, "
+                  "as `lintas node serve` does, to sign the request). Only the witness can "
+                  "reveal a trail cut short or rewritten from some entry on.")]
+
+
 @app.command("verify")
 @friendly
 def verify_command(data_dir: DataDir = DEFAULT_DIR, db: DbOpt = None,
-                   expect_head: Expect = None) -> None:
+                   expect_head: Expect = None, hub: Hub = False) -> None:
     """Check every entry of the audit trail: its digest, its link to the entry before,
-    the numbering, and the heads given with --expect-head. Names each edited, moved,
-    deleted or cut-off entry; exits 1 if there is any, 0 if the trail is intact.
+    the numbering, and the heads the hub witnessed (--hub) or given with --expect-head.
+    Names each edited, moved, deleted, rewritten or cut-off entry; exits 1 if there is
+    any, 0 if the trail is intact.
 
-    Example: lintas audit verify --data-dir /var/lib/lintas --expect-head 1234:9f86d0…
+    Example: lintas audit verify --data-dir /var/lib/lintas --hub
     """
     from lintas.audit import Witness
 
@@ -58,7 +65,18 @@ def verify_command(data_dir: DataDir = DEFAULT_DIR, db: DbOpt = None,
                  "digits)")
         else:
             witnesses.append(Witness(int(match[1]), match[2]))
-    result = _open(data_dir, db).verify(witnesses)
+    log = _open(data_dir, db)
+    if hub:
+        from lintas.crypto import read_passphrase
+        from lintas.node.hub_client import HubClient
+        from lintas.node.runtime import Node
+
+        node = Node(log.db, read_passphrase("LINTAS_NODE"))
+        with HubClient(node.hub_url, node.member, node.signing_key()) as client:
+            witnessed = [Witness(seq, digest) for seq, digest in client.audit_heads()]
+        witnesses += witnessed
+        console.print(f"the hub witnessed {len(witnessed)} head(s) of {node.member}'s trail")
+    result = log.verify(witnesses)
     if result.intact:
         head = (f"head {result.head.seq}:{result.head.digest}" if result.head
                 else "no entries yet")

@@ -17,9 +17,10 @@ from starlette.concurrency import run_in_threadpool
 
 from lintas import __version__
 from lintas.crypto import KeyPair, fingerprint
-from lintas.hub import registry
+from lintas.hub import registry, witness
 from lintas.hub.relay import LEASE, Relay
 from lintas.protocol import errors as e
+from lintas.protocol.timefmt import format_time
 from lintas.storage import Database
 
 log = logging.getLogger("lintas.hub")
@@ -79,6 +80,21 @@ class AckRequest(BaseModel):
 
 class AckResult(BaseModel):
     acked: int
+
+
+class AuditHeadIn(BaseModel):
+    seq: int = Field(ge=1, le=2**31 - 1, description="number of the last audit entry")
+    digest: str = Field(pattern="^[0-9a-f]{64}$", description="its SHA-256 digest, hex")
+
+
+class AuditHeadOut(BaseModel):
+    seq: int
+    digest: str
+    received_at: str = Field(description="when the hub first witnessed it (RFC 3339, UTC)")
+
+
+class AuditHeads(BaseModel):
+    heads: list[AuditHeadOut]
 
 
 class HubKeyInfo(BaseModel):
@@ -260,5 +276,34 @@ def create_app(db: Database, hub_key: KeyPair, max_envelope_bytes: int | None = 
             await request.body(),
         )
         return AckResult(acked=await run_in_threadpool(relay.ack, member, body.ids))
+
+    @app.post("/v1/audit/heads", response_model=AuditHeadOut, responses=ERRORS, tags=["audit"])
+    async def publish_audit_head(request: Request, body: AuditHeadIn) -> AuditHeadOut:
+        """Witness the caller's audit chain head. Idempotent; a head behind one already
+        witnessed, or another digest for a witnessed number, is refused
+        (audit_head_conflict): the caller's history was cut or rewritten."""
+        member = await run_in_threadpool(
+            relay.authenticate, request.headers.get("authorization"), "POST",
+            "/v1/audit/heads", await request.body(),
+        )
+        head = await run_in_threadpool(witness.record, db, member, body.seq, body.digest)
+        return AuditHeadOut(seq=head.seq, digest=head.digest,
+                            received_at=format_time(head.received_at))
+
+    @app.get("/v1/audit/heads", response_model=AuditHeads, responses=ERRORS, tags=["audit"])
+    async def audit_heads(
+        request: Request,
+        after: int = Query(0, ge=0, description="only heads with a higher number"),
+        limit: int = Query(1000, ge=1, le=5000),
+    ) -> AuditHeads:
+        """The caller's own witnessed audit chain heads, in order: what `lintas audit
+        verify --hub` checks the node's trail against."""
+        member = await run_in_threadpool(
+            relay.authenticate, request.headers.get("authorization"), "GET", "/v1/audit/heads"
+        )
+        found = await run_in_threadpool(witness.heads, db, member, after, limit)
+        return AuditHeads(heads=[AuditHeadOut(seq=h.seq, digest=h.digest,
+                                              received_at=format_time(h.received_at))
+                                 for h in found])
 
     return app

@@ -65,3 +65,14 @@ class Message(Base):
     acked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (Index("ix_messages_mailbox", "recipient", "acked_at", "received_at"),)
+
+
+class AuditWitness(Base):
+    """A chain head of a member's audit trail, as the member published it: the hub keeps
+    every one, so that the member cannot later rewrite or cut its history unseen."""
+
+    __tablename__ = "audit_witness"
+    member: Mapped[str] = mapped_column(String(10), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    digest: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -33,6 +33,7 @@ log = logging.getLogger("lintas.node")
 
 POLL_WAIT_S = 20.0
 DIRECTORY_EVERY_S = 60.0
+AUDIT_HEAD_EVERY_S = 60.0  # how often the hub is asked to witness a new audit head
 
 
 class ErrorBody(BaseModel):
@@ -120,9 +121,9 @@ def create_app(node: Node, run_loops: bool = True) -> FastAPI:
         tasks: list[asyncio.Task[None]] = []
         clients: list[HubClient] = []
         if run_loops:
-            sender_c, dir_c = (HubClient(node.hub_url, node.member, node.signing_key())
-                               for _ in range(2))
-            clients = [sender_c, dir_c]
+            sender_c, dir_c, audit_c = (HubClient(node.hub_url, node.member, node.signing_key())
+                                        for _ in range(3))
+            clients = [sender_c, dir_c, audit_c]
             mailbox = AsyncMailbox(node.hub_url, node.member, node.signing_key())
 
             async def directory_step() -> float:
@@ -155,7 +156,13 @@ def create_app(node: Node, run_loops: bool = True) -> FastAPI:
                     await mailbox.ack([item["id"] for item in items])
                 return 0.0
 
-            tasks = [asyncio.create_task(forever("directory", directory_step)),
+            async def witness_step() -> float:
+                audit_c.key = node.signing_key()
+                await run_in_threadpool(node.publish_audit_head, audit_c)
+                return AUDIT_HEAD_EVERY_S
+
+            tasks = [asyncio.create_task(forever("audit head", witness_step)),
+                     asyncio.create_task(forever("directory", directory_step)),
                      asyncio.create_task(forever("outbox", sender_step)),
                      asyncio.create_task(forever("mailbox", poll_step))]
         yield

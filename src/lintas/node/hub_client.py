@@ -102,6 +102,25 @@ class HubClient:
         return int(response.json()["acked"])
 
 
+    def publish_audit_head(self, seq: int, digest: str) -> None:
+        """Have the hub witness our audit chain head (docs/audit.md)."""
+        body = json.dumps({"seq": seq, "digest": digest}).encode()
+        self._request("POST", "/v1/audit/heads", content=body,
+                      headers={**self._auth("POST", "/v1/audit/heads", body), **JSON})
+
+    def audit_heads(self, page: int = 1000) -> list[tuple[int, str]]:
+        """Every head of our audit trail the hub witnessed, in order (seq, digest)."""
+        out: list[tuple[int, str]] = []
+        while True:
+            response = self._request(
+                "GET", "/v1/audit/heads", params={"after": out[-1][0] if out else 0,
+                                                  "limit": page},
+                headers=self._auth("GET", "/v1/audit/heads"))
+            heads = response.json()["heads"]
+            out += [(int(h["seq"]), str(h["digest"])) for h in heads]
+            if len(heads) < page:
+                return out
+
 class AsyncMailbox:
     """The mailbox long-poll for the node server's event loop: unlike a request in a
     worker thread, it is cancelled at once when the server shuts down."""

@@ -22,7 +22,9 @@ from typing import Any
 from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from lintas.audit import Verification, Witness
 from lintas.crypto import KeyPair, generate, load_public, seal_private, unseal_private
+from lintas.node.audit import AuditLog
 from lintas.node.hub_client import HubClient, HubUnavailable
 from lintas.node.models import (
     DirectoryCache,
@@ -133,6 +135,25 @@ class Node:
         self._directory: Directory | None = self._cached_directory()
         self.last_contact: datetime | None = None
         self.last_error: str | None = None
+        self.audit = AuditLog(db)
+        self.witnessed: Witness | None = None  # the last head the hub confirmed
+
+    # --- audit trail ------------------------------------------------------------------
+
+    def publish_audit_head(self, client: HubClient) -> Witness | None:
+        """Have the hub witness our audit chain head, if it moved since the last time."""
+        head = self.audit.head()
+        if head is not None and head != self.witnessed:
+            client.publish_audit_head(head.seq, head.digest)
+            self.witnessed = head
+        return head
+
+    def verify_audit(self, client: HubClient | None = None) -> Verification:
+        """Verify our audit trail, against the heads the hub witnessed when `client` is
+        given (the only way to catch a trail cut short or rewritten from some point on)."""
+        witnesses = ([Witness(seq, digest) for seq, digest in client.audit_heads()]
+                     if client is not None else [])
+        return self.audit.verify(witnesses)
 
     # --- API token --------------------------------------------------------------------
 

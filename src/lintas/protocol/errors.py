@@ -127,6 +127,13 @@ class DirectoryError(ProtocolError):
     status = 502
 
 
+class AuditHeadConflict(ProtocolError):
+    """Hub side: an audit chain head that contradicts one the hub already witnessed."""
+
+    code = "audit_head_conflict"
+    status = 409
+
+
 ALL_ERRORS: tuple[type[ProtocolError], ...] = (
     MalformedEnvelope,
     UnsupportedAlgorithm,
@@ -148,6 +155,7 @@ ALL_ERRORS: tuple[type[ProtocolError], ...] = (
     PayloadMismatch,
     InvalidBody,
     DirectoryError,
+    AuditHeadConflict,
 )
 
 BY_CODE: dict[str, type[ProtocolError]] = {cls.code: cls for cls in ALL_ERRORS}

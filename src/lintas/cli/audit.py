@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from lintas.cli.common import console, fail, friendly
-from lintas.cli.node import DEFAULT_DIR, DataDir, DbOpt, _db_url
+from lintas.cli.node import DEFAULT_DIR, DataDir, DbOpt, open_node_database
 
 app = typer.Typer(help="Verify and inspect the node's audit trail.", no_args_is_help=True)
 
@@ -27,15 +27,9 @@ Expect = Annotated[list[str] | None, typer.Option(
 
 
 def _open(data_dir: Path, db: str | None):  # type: ignore[no-untyped-def]
-    from lintas.node import node_database
     from lintas.node.audit import AuditLog
 
-    if db is None and not (data_dir / "node.db").is_file():
-        fail(f"--data-dir: no node database at {data_dir / 'node.db'}; run `lintas node init` "
-             "first, or give --db")
-    database = node_database(_db_url(data_dir, db))
-    database.require_current("node")
-    return AuditLog(database)
+    return AuditLog(open_node_database(data_dir, db))
 
 
 Hub = Annotated[bool, typer.Option(

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lintas.cli.common import console, fail, friendly
-from lintas.cli.node import DEFAULT_DIR, DataDir, DbOpt, _db_url
+from lintas.cli.node import DEFAULT_DIR, DataDir, DbOpt, open_node_database
 
 if TYPE_CHECKING:
     from lintas.node.gallery import Gallery
@@ -73,15 +73,9 @@ def _gallery_errors(func: F) -> F:
 
 
 def _open(data_dir: Path, db: str | None) -> Gallery:
-    from lintas.node import node_database
     from lintas.node.gallery import Gallery
 
-    if db is None and not (data_dir / "node.db").is_file():
-        _error(f"--data-dir: no node database at {data_dir / 'node.db'}; run `lintas node init` "
-             "first, or give --db")
-    database = node_database(_db_url(data_dir, db))
-    database.require_current("node")
-    return Gallery(database)
+    return Gallery(open_node_database(data_dir, db))
 
 
 def _progress() -> Progress:

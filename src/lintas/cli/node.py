@@ -15,6 +15,7 @@ from lintas.node import node_database
 from lintas.node.hub_client import HubClient
 from lintas.node.runtime import Node, init_node, rotate_node_keys
 from lintas.protocol.members import member_kind
+from lintas.storage import Database
 
 app = typer.Typer(help="Set up and run a member's national node.", no_args_is_help=True)
 
@@ -28,6 +29,17 @@ DEFAULT_DIR = Path("lintas-node")
 
 def _db_url(data_dir: Path, db: str | None) -> str:
     return db or f"sqlite:///{(data_dir / 'node.db').resolve()}"
+
+
+def open_node_database(data_dir: Path, db: str | None) -> Database:
+    """The node's database for a command that works on it (not `init`): refused with a
+    clear error when there is none, or when it is not migrated to this release."""
+    if db is None and not (data_dir / "node.db").is_file():
+        fail(f"--data-dir: no node database at {data_dir / 'node.db'}; run `lintas node init` "
+             "first, or give --db")
+    database = node_database(_db_url(data_dir, db))
+    database.require_current("node")
+    return database
 
 
 def _write_private(path: Path, text: str) -> None:

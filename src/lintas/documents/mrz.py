@@ -221,10 +221,10 @@ def parse(text: str) -> MachineReadableZone:
     if len(lines) == 3:
         return _parse_td1(*lines)
     first, second = lines
-    width = len(first)
+    wide = len(first) == 44
     if first[0] == "V":
-        return _parse_visa(first, second, "MRV-A" if width == 44 else "MRV-B")
-    return _parse_td2_td3(first, second, "TD3" if width == 44 else "TD2")
+        return _parse_two_lines(first, second, "MRV-A" if wide else "MRV-B")
+    return _parse_two_lines(first, second, "TD3" if wide else "TD2")
 
 
 def _parse_td1(l1: str, l2: str, l3: str) -> MachineReadableZone:
@@ -243,48 +243,33 @@ def _parse_td1(l1: str, l2: str, l3: str) -> MachineReadableZone:
                                birth, sex, expiry, optional, _strip(l2[18:29]))
 
 
-def _parse_td2_td3(l1: str, l2: str, form: str) -> MachineReadableZone:
-    code = _code(l1[0:2], "P" if form == "TD3" else "ACI", form)
+def _parse_two_lines(l1: str, l2: str, form: str) -> MachineReadableZone:
+    """TD2, TD3 and the visas: the same first line, and the same second line up to the
+    date of expiry's check digit (position 28); they differ after it."""
+    code = _code(l1[0:2], {"TD3": "P", "TD2": "ACI"}.get(form, "V"), form)
     state = _state("issuing_state", l1[2:5])
     primary, secondary = _names(l1[5:])
-    if form == "TD3":
-        if l2[9] == "<" and "<" not in l2[0:9]:
-            raise MRZError("document_number", "check digit missing (a passport number has at "
-                                              "most nine characters)")
-        number, _ = _number(l2[0:9], l2[9], "")
-        optional = _strip(l2[28:42])
-        _check("optional_data", l2[28:42], l2[42], empty_may_skip=True)
-        composite_source, composite = l2[0:10] + l2[13:20] + l2[21:43], l2[43]
-    else:
+    if form == "TD2":  # the only two-line format with long document numbers
         number, optional = _number(l2[0:9], l2[9], l2[28:35])
-        composite_source, composite = l2[0:10] + l2[13:20] + l2[21:35], l2[35]
+    else:
+        if l2[9] == "<" and "<" not in l2[0:9]:
+            raise MRZError("document_number", "check digit missing (a passport or visa "
+                                              "number has at most nine characters)")
+        number, _ = _number(l2[0:9], l2[9], "")
+        optional = _strip(l2[28:42] if form == "TD3" else l2[28:])
     nationality = _state("nationality", l2[10:13])
     birth = _date("birth_date", l2[13:19], unknown_allowed=True)
     _check("birth_date", l2[13:19], l2[19])
     sex = _sex(l2[20])
     expiry = _date("expiry_date", l2[21:27], unknown_allowed=False)
     _check("expiry_date", l2[21:27], l2[27])
-    _check("composite", composite_source, composite)
+    if form == "TD3":
+        _check("optional_data", l2[28:42], l2[42], empty_may_skip=True)
+        _check("composite", l2[0:10] + l2[13:20] + l2[21:43], l2[43])
+    elif form == "TD2":
+        _check("composite", l2[0:10] + l2[13:20] + l2[21:35], l2[35])
     return MachineReadableZone(form, code, state, number, primary, secondary, nationality,
                                birth, sex, expiry, optional)
-
-
-def _parse_visa(l1: str, l2: str, form: str) -> MachineReadableZone:
-    code = _code(l1[0:2], "V", form)
-    state = _state("issuing_state", l1[2:5])
-    primary, secondary = _names(l1[5:])
-    if l2[9] == "<" and "<" not in l2[0:9]:
-        raise MRZError("document_number", "check digit missing (a visa number has at most "
-                                          "nine characters)")
-    number, _ = _number(l2[0:9], l2[9], "")
-    nationality = _state("nationality", l2[10:13])
-    birth = _date("birth_date", l2[13:19], unknown_allowed=True)
-    _check("birth_date", l2[13:19], l2[19])
-    sex = _sex(l2[20])
-    expiry = _date("expiry_date", l2[21:27], unknown_allowed=False)
-    _check("expiry_date", l2[21:27], l2[27])
-    return MachineReadableZone(form, code, state, number, primary, secondary, nationality,
-                               birth, sex, expiry, _strip(l2[28:]))
 
 
 # --- composing ----------------------------------------------------------------------

@@ -261,12 +261,7 @@ def cylinders_of(x, y, theta, which):  # type: ignore[no-untyped-def]
     reach2 = (RADIUS + 3.0 * SIGMA_S) ** 2
     cutoff2 = (3.0 * SIGMA_S) ** 2
     root2_sd = SIGMA_D * math.sqrt(2.0)
-    in_circle = 0
-    for i in range(NS):
-        for j in range(NS):
-            cu, cv = (i + 0.5) * delta_s - RADIUS, (j + 0.5) * delta_s - RADIUS
-            if cu * cu + cv * cv <= RADIUS * RADIUS:
-                in_circle += 1
+    in_circle = _circle_cells()
     cell_valid = np.zeros((NS, NS), dtype=np.bool_)
     total = np.zeros((NS, NS, ND), dtype=np.float64)
     directional = np.empty(ND, dtype=np.float64)

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from lintas import __version__
 from lintas.crypto import KeyPair, fingerprint
-from lintas.hub import registry, witness
+from lintas.hub import agreements, registry, witness
 from lintas.hub.relay import LEASE, Relay
 from lintas.protocol import errors as e
 from lintas.protocol.timefmt import format_time
@@ -97,6 +97,43 @@ class AuditHeads(BaseModel):
     heads: list[AuditHeadOut]
 
 
+class AgreementIn(BaseModel):
+    document: str = Field(min_length=2, max_length=64 * 1024,
+                          description="the countersigned agreement: a JWS in General JSON "
+                                      "Serialization, as text (docs/agreements.md)")
+
+
+class StatusNoticeIn(BaseModel):
+    notice: str = Field(min_length=5, max_length=64 * 1024,
+                        description="a party's signed status notice (compact JWS)")
+
+
+class AgreementOut(BaseModel):
+    id: str
+    proposer: str
+    counterparty: str
+    status: str = Field(description="as registered: active, suspended or terminated")
+    state: str = Field(description="what applies now: the status, or not_yet_valid / "
+                                   "expired by the validity dates")
+    status_reason: str | None
+    document: str
+    status_notice: str | None
+    registered_at: str
+    updated_at: str
+
+
+class AgreementList(BaseModel):
+    agreements: list[AgreementOut]
+
+
+def _agreement_out(v: agreements.AgreementView) -> AgreementOut:
+    return AgreementOut(id=v.id, proposer=v.proposer, counterparty=v.counterparty,
+                        status=v.status, state=v.state, status_reason=v.status_reason,
+                        document=v.document, status_notice=v.status_notice,
+                        registered_at=format_time(v.registered_at),
+                        updated_at=format_time(v.updated_at))
+
+
 class HubKeyInfo(BaseModel):
     jwk: dict[str, Any]
     fingerprint: str
@@ -109,6 +146,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorResponse},
     413: {"model": ErrorResponse},
     422: {"model": ErrorResponse},
+    429: {"model": ErrorResponse},
 }
 
 
@@ -289,6 +327,46 @@ def create_app(db: Database, hub_key: KeyPair, max_envelope_bytes: int | None = 
         head = await run_in_threadpool(witness.record, db, member, body.seq, body.digest)
         return AuditHeadOut(seq=head.seq, digest=head.digest,
                             received_at=format_time(head.received_at))
+
+    @app.post("/v1/agreements", response_model=AgreementOut, responses=ERRORS,
+              tags=["agreements"])
+    async def register_agreement(request: Request, body: AgreementIn) -> AgreementOut:
+        """Register a countersigned agreement; the caller must be one of its parties.
+        Both signatures are checked against the member directory. Idempotent for the
+        same terms; another agreement under a registered id is refused
+        (agreement_conflict)."""
+        member = await run_in_threadpool(
+            relay.authenticate, request.headers.get("authorization"), "POST",
+            "/v1/agreements", await request.body(),
+        )
+        view = await run_in_threadpool(agreements.register, db, member, body.document)
+        return _agreement_out(view)
+
+    @app.post("/v1/agreements/{agreement_id}/status", response_model=AgreementOut,
+              responses=ERRORS, tags=["agreements"])
+    async def agreement_status(request: Request, agreement_id: str,
+                               body: StatusNoticeIn) -> AgreementOut:
+        """Suspend, resume or terminate an agreement with a party's signed status notice.
+        From then on the relay refuses new checks under it (termination: also their
+        answers)."""
+        path = f"/v1/agreements/{agreement_id}/status"
+        member = await run_in_threadpool(
+            relay.authenticate, request.headers.get("authorization"), "POST", path,
+            await request.body(),
+        )
+        view = await run_in_threadpool(agreements.change_status, db, member, agreement_id,
+                                       body.notice)
+        return _agreement_out(view)
+
+    @app.get("/v1/agreements", response_model=AgreementList, responses=ERRORS,
+             tags=["agreements"])
+    async def list_agreements(request: Request) -> AgreementList:
+        """The caller's registered agreements with their status."""
+        member = await run_in_threadpool(
+            relay.authenticate, request.headers.get("authorization"), "GET", "/v1/agreements"
+        )
+        views = await run_in_threadpool(agreements.for_member, db, member)
+        return AgreementList(agreements=[_agreement_out(v) for v in views])
 
     @app.get("/v1/audit/heads", response_model=AuditHeads, responses=ERRORS, tags=["audit"])
     async def audit_heads(

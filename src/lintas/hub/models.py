@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from lintas.storage import UTCDateTime
@@ -76,3 +76,35 @@ class AuditWitness(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     digest: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RegisteredAgreement(Base):
+    """A countersigned bilateral agreement (both signatures checked at registration) and
+    its current status. The hub decides from this row alone whether an envelope that
+    names the agreement may pass."""
+
+    __tablename__ = "agreements"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    proposer: Mapped[str] = mapped_column(String(10))
+    counterparty: Mapped[str] = mapped_column(String(10))
+    document: Mapped[str] = mapped_column(Text)  # JWS General JSON Serialization
+    terms_sha256: Mapped[str] = mapped_column(String(64))
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_until: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16))  # active | suspended | terminated
+    status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    status_notice: Mapped[str | None] = mapped_column(Text, nullable=True)
+    registered_by: Mapped[str] = mapped_column(String(10))
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AgreementUsage(Base):
+    """Check requests admitted per agreement, requester and UTC day: the quotas."""
+
+    __tablename__ = "agreement_usage"
+    agreement_id: Mapped[str] = mapped_column(
+        ForeignKey("agreements.id", ondelete="CASCADE"), primary_key=True)
+    requester: Mapped[str] = mapped_column(String(10), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Table, and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from lintas.hub import registry
+from lintas.hub import agreements, registry
 from lintas.hub.models import Message
 from lintas.protocol import errors as e
 from lintas.protocol.auth import read_claims, verify_token
@@ -26,7 +26,7 @@ from lintas.protocol.envelope import (
     parse,
     verify_signature,
 )
-from lintas.protocol.messages import is_known_type
+from lintas.protocol.messages import QUOTA_COUNTED, is_known_type
 from lintas.storage import Database, utcnow
 
 log = logging.getLogger("lintas.hub.relay")
@@ -128,6 +128,11 @@ class Relay:
                     raise e.RecipientSuspended(f"{h.recipient} is suspended and cannot receive")
             except e.ProtocolError as exc:
                 refusals[id(p)] = exc
+        by_agreement = agreements.check_headers(
+            self.db, [p.header for p in batch if id(p) not in refusals], now)
+        for p in batch:
+            if p.header.id in by_agreement and id(p) not in refusals:
+                refusals[id(p)] = by_agreement[p.header.id]
         return refusals
 
     def _store(
@@ -149,25 +154,40 @@ class Relay:
                 else:
                     seen.add(o.header.id)
             result.append(o)
-        rows = [self._row(o, now) for o in result if isinstance(o, ParsedEnvelope)]
-        if not rows:
+        if not any(isinstance(o, ParsedEnvelope) for o in result):
             return result
         try:
-            with self.db.connection() as conn:
-                conn.execute(insert(MESSAGES), rows)
+            return self._insert(result, now)
         except IntegrityError:
             # Another hub process stored one of these ids in the meantime: go one by one.
-            return [self._store_one(o, now) if isinstance(o, ParsedEnvelope) else o
+            return [self._insert([o], now)[0] if isinstance(o, ParsedEnvelope) else o
                     for o in result]
-        return result
 
-    def _store_one(self, p: ParsedEnvelope, now: datetime) -> ParsedEnvelope | e.ProtocolError:
+    def _insert(self, outcomes: list[ParsedEnvelope | e.ProtocolError], now: datetime
+                ) -> list[ParsedEnvelope | e.ProtocolError]:
+        """Store the accepted envelopes in one transaction, counting check requests
+        against their agreement's quota in the same transaction (a refused or failed
+        store counts nothing). A one-envelope call turns a duplicate id into a refusal."""
         try:
-            with self.db.connection() as conn:
-                conn.execute(insert(MESSAGES), [self._row(p, now)])
+            with self.db.session() as s:
+                result: list[ParsedEnvelope | e.ProtocolError] = []
+                for o in outcomes:
+                    if isinstance(o, ParsedEnvelope) and o.header.type in QUOTA_COUNTED:
+                        try:
+                            agreements.take_quota(s, o.header, now)
+                        except e.QuotaExhausted as exc:
+                            o = exc
+                    result.append(o)
+                rows = [self._row(o, now) for o in result if isinstance(o, ParsedEnvelope)]
+                if rows:
+                    s.execute(insert(MESSAGES), rows)
         except IntegrityError:
-            return e.DuplicateMessage(f"message {p.header.id} was already accepted (replay?)")
-        return p
+            if len(outcomes) > 1:
+                raise
+            (p,) = outcomes
+            assert isinstance(p, ParsedEnvelope)
+            return [e.DuplicateMessage(f"message {p.header.id} was already accepted (replay?)")]
+        return result
 
     @staticmethod
     def _row(p: ParsedEnvelope, now: datetime) -> dict[str, Any]:

@@ -21,6 +21,8 @@ class HubUnavailable(Exception):
 
 
 def _checked(response: httpx.Response, where: str) -> httpx.Response:
+    if response.status_code == 429 and "quota_exhausted" in response.text:
+        raise e.from_json(429, response.json())
     if response.status_code >= 500 or response.status_code == 429:
         raise HubUnavailable(f"{where}: HTTP {response.status_code}")
     if response.status_code >= 400:
@@ -101,6 +103,26 @@ class HubClient:
         )
         return int(response.json()["acked"])
 
+
+    def register_agreement(self, document: str) -> dict[str, Any]:
+        """Register a countersigned agreement at the hub (docs/agreements.md)."""
+        body = json.dumps({"document": document}).encode()
+        return dict(self._request(
+            "POST", "/v1/agreements", content=body,
+            headers={**self._auth("POST", "/v1/agreements", body), **JSON}).json())
+
+    def agreement_status(self, agreement_id: str, notice: str) -> dict[str, Any]:
+        """Send a signed status notice (suspend, resume, terminate) to the hub."""
+        path = f"/v1/agreements/{agreement_id}/status"
+        body = json.dumps({"notice": notice}).encode()
+        return dict(self._request("POST", path, content=body,
+                                  headers={**self._auth("POST", path, body), **JSON}).json())
+
+    def agreements(self) -> list[dict[str, Any]]:
+        """Our agreements as the hub has them registered, with their status."""
+        response = self._request("GET", "/v1/agreements",
+                                 headers=self._auth("GET", "/v1/agreements"))
+        return list(response.json()["agreements"])
 
     def publish_audit_head(self, seq: int, digest: str) -> None:
         """Have the hub witness our audit chain head (docs/audit.md)."""

@@ -134,6 +134,42 @@ class AuditHeadConflict(ProtocolError):
     status = 409
 
 
+class NoAgreement(ProtocolError):
+    """The envelope names no agreement, or one the hub does not know between its sender
+    and recipient in that direction."""
+
+    code = "no_agreement"
+    status = 403
+
+
+class AgreementInactive(ProtocolError):
+    """The agreement is suspended, terminated, expired or not yet in force."""
+
+    code = "agreement_inactive"
+    status = 403
+
+
+class QuotaExhausted(ProtocolError):
+    """The agreement's daily or annual quota of checks in this direction is used up."""
+
+    code = "quota_exhausted"
+    status = 429
+
+
+class InvalidAgreement(ProtocolError):
+    """An agreement document or status notice that is malformed or wrongly signed."""
+
+    code = "invalid_agreement"
+    status = 422
+
+
+class AgreementConflict(ProtocolError):
+    """Another agreement is registered under this id, or the change is not allowed."""
+
+    code = "agreement_conflict"
+    status = 409
+
+
 ALL_ERRORS: tuple[type[ProtocolError], ...] = (
     MalformedEnvelope,
     UnsupportedAlgorithm,
@@ -156,6 +192,11 @@ ALL_ERRORS: tuple[type[ProtocolError], ...] = (
     InvalidBody,
     DirectoryError,
     AuditHeadConflict,
+    NoAgreement,
+    AgreementInactive,
+    QuotaExhausted,
+    InvalidAgreement,
+    AgreementConflict,
 )
 
 BY_CODE: dict[str, type[ProtocolError]] = {cls.code: cls for cls in ALL_ERRORS}

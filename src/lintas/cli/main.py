@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from lintas import __version__
-from lintas.cli import audit, gallery, hub, node
+from lintas.cli import audit, documents, gallery, hub, node, users
 
 app = typer.Typer(
     help="Lintas: a secure regional data exchange. A hub relays sealed envelopes between "
@@ -20,6 +20,8 @@ app.add_typer(hub.app, name="hub")
 app.add_typer(node.app, name="node")
 app.add_typer(gallery.app, name="gallery")
 app.add_typer(audit.app, name="audit")
+app.add_typer(users.app, name="user")
+app.add_typer(documents.app, name="documents")
 
 
 @app.command()

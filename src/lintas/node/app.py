@@ -206,7 +206,7 @@ def create_app(node: Node, run_loops: bool = True) -> FastAPI:
     def authorised(
         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> None:
-        if creds is None or not node.check_api_token(creds.credentials):
+        if creds is None or node.authenticate(creds.credentials) is None:
             raise e.Unauthorized("Authorization: a valid 'Bearer <API token>' is required")
 
     auth = [Depends(authorised)]

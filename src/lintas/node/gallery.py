@@ -525,12 +525,42 @@ class Gallery:
         checked, rejected = self._check_all(fingers, "probe")
         return {c.position: c.template for c in checked}, rejected
 
+    def probe_records(self, fingers: Sequence[tuple[int, Sample]]
+                      ) -> tuple[dict[int, bytes], list[Rejection]]:
+        """Like `prepare_probe`, but the ISO/IEC 19794-2:2011 records to send to a
+        partner's node (docs/checks.md)."""
+        positions = [item[0] for item in fingers if isinstance(item, tuple) and item]
+        for position in set(positions):
+            if positions.count(position) > 1:
+                raise GalleryError(f"fingers: position {position} is given more than once "
+                                   "(a probe holds one impression per finger)")
+        checked, rejected = self._check_all(fingers, "probe")
+        return {c.position: c.record for c in checked}, rejected
+
+    def probe_from_records(self, records: Mapping[int, bytes]) -> dict[int, MatchTemplate]:
+        """Probe templates from received records; GalleryError naming the finger when one
+        is malformed or holds too few minutiae."""
+        probe = {}
+        for position, record in records.items():
+            try:
+                view = formats.read(record, TEMPLATE_FORMAT).views[0]
+            except (ValueError, IndexError) as exc:
+                raise GalleryError(f"{finger_name(position)}: not an {TEMPLATE_FORMAT} record "
+                                   f"({exc})") from None
+            if len(view.minutiae) < self.min_minutiae:
+                raise GalleryError(f"{finger_name(position)}: only {len(view.minutiae)} "
+                                   f"minutiae (at least {self.min_minutiae} are needed)")
+            probe[position] = prepare(view)
+        return probe
+
     def search(self, probe: Mapping[int, MatchTemplate], limit: int = 10,
-               max_fmr: float | None = None) -> list[Candidate]:
+               max_fmr: float | None = None, within: Sequence[str] | None = None
+               ) -> list[Candidate]:
         """Compare the probe with the enrolled persons sharing a finger position with it
         and return the best `limit` candidates, lowest FMR first; with `max_fmr`, only
         candidates at or below that rate. With `use_index()`, only the persons the 1:N
-        index proposes are compared; without it, every person is."""
+        index proposes are compared; without it, every person is. `within` names the
+        only persons to compare (a 1:1 verification against a record)."""
         if not isinstance(probe, Mapping) or not probe:
             raise GalleryError("probe: at least one finger (position -> MatchTemplate)")
         for position, template in probe.items():
@@ -546,10 +576,13 @@ class Gallery:
         # reference -> impression -> position -> (finger id, template)
         gallery: dict[str, dict[int, dict[int, tuple[int, MatchTemplate]]]] = \
             defaultdict(lambda: defaultdict(dict))
-        shortlisted = self._shortlisted(probe, limit)
-        if shortlisted is not None and not shortlisted:
-            return []
-        chosen = None if shortlisted is None else sorted(shortlisted)
+        if within is not None:  # a 1:1 verification against the given records
+            chosen: list[str] | None = sorted(set(within))
+        else:
+            shortlisted = self._shortlisted(probe, limit)
+            if shortlisted is not None and not shortlisted:
+                return []
+            chosen = None if shortlisted is None else sorted(shortlisted)
         for rows in self._batches(500, sorted(probe), chosen):
             for finger_id, reference, position, impression, record in rows:
                 gallery[reference][impression][position] = (finger_id, _decode(record))

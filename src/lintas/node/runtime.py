@@ -9,15 +9,13 @@ transaction keyed by the message id, and the hub is acknowledged only after that
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import random
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -34,11 +32,13 @@ from lintas.node.models import (
     RejectedEnvelope,
     Setting,
 )
+from lintas.node.users import Principal, Users, add_first_admin
 from lintas.protocol import errors as e
 from lintas.protocol.directory import Directory, verify_directory
 from lintas.protocol.envelope import (
     CLOCK_SKEW,
     DEFAULT_LIFETIME,
+    OpenedMessage,
     RoutingHeader,
     open_payload,
     parse,
@@ -59,16 +59,23 @@ class NodeError(Exception):
     """An operator-facing problem with the node's set-up or a request to it."""
 
 
+class MessageHandler(Protocol):
+    """What a workflow (agreements, checks) registers for a message type it handles."""
+
+    def redact(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The body as it may be kept in the inbox (a probe never is)."""
+
+    def handle(self, session: Any, message: OpenedMessage) -> None:
+        """Act on a new message inside the receiving transaction (replies go to the
+        outbox in the same transaction); raise ProtocolError to refuse it."""
+
+
 @dataclass(frozen=True)
 class InitResult:
     member: str
     public_keys: dict[str, Any]
     api_token: str
     hub_fingerprint: str
-
-
-def _hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def init_node(db: Database, member: str, hub_url: str, hub_jwk: dict[str, Any],
@@ -91,8 +98,8 @@ def init_node(db: Database, member: str, hub_url: str, hub_jwk: dict[str, Any],
             Setting(key="member", value=member),
             Setting(key="hub_url", value=hub_url.rstrip("/")),
             Setting(key="hub_jwk", value=json.dumps(hub_key.as_dict(private=False))),
-            Setting(key="api_token_sha256", value=_hash_token(token)),
         ])
+        add_first_admin(s, token)
     return InitResult(member, member_key_document(member, sig.public_jwk(), enc.public_jwk()),
                       token, fingerprint(hub_key))
 
@@ -125,7 +132,6 @@ class Node:
         self.member = settings["member"]
         self.hub_url = settings["hub_url"]
         self.hub_key = load_public(json.loads(settings["hub_jwk"]), "sig")
-        self._token_hash = settings["api_token_sha256"]
         # Kept in memory (like the keys it unlocks) so that keys made by `lintas node
         # rotate-key` while the node runs are picked up without a restart.
         self._passphrase = passphrase
@@ -136,7 +142,10 @@ class Node:
         self.last_contact: datetime | None = None
         self.last_error: str | None = None
         self.audit = AuditLog(db)
+        self.users = Users(db, self.audit)
         self.witnessed: Witness | None = None  # the last head the hub confirmed
+        # message type -> the workflow that acts on it (lintas.node.agreements, .checks)
+        self.handlers: dict[str, MessageHandler] = {}
 
     # --- audit trail ------------------------------------------------------------------
 
@@ -155,10 +164,11 @@ class Node:
                      if client is not None else [])
         return self.audit.verify(witnesses)
 
-    # --- API token --------------------------------------------------------------------
+    # --- API users --------------------------------------------------------------------
 
-    def check_api_token(self, token: str) -> bool:
-        return hmac.compare_digest(_hash_token(token), self._token_hash)
+    def authenticate(self, token: str) -> Principal | None:
+        """The active user holding this API token, or None (`lintas.node.users`)."""
+        return self.users.authenticate(token)
 
     # --- keys and directory -----------------------------------------------------------
 
@@ -232,7 +242,8 @@ class Node:
         return peer
 
     def _seal(self, message_type: str, recipient: str, body: dict[str, Any],
-              in_reply_to: str | None, lifetime: timedelta) -> tuple[RoutingHeader, str]:
+              in_reply_to: str | None, lifetime: timedelta,
+              agreement: str | None = None) -> tuple[RoutingHeader, str]:
         peer = self._peer(recipient)
         if peer is None:
             raise e.UnknownRecipient(f"to: {recipient} is not in the member directory")
@@ -243,7 +254,7 @@ class Node:
         if enc is None:
             raise e.UnknownKey(f"to: {recipient} has no valid encryption key")
         header = RoutingHeader.new(message_type, self.member, recipient, now, lifetime,
-                                   in_reply_to=in_reply_to)
+                                   agreement=agreement, in_reply_to=in_reply_to)
         return header, seal(header, body, self.signing_key(), enc.public())
 
     @staticmethod
@@ -262,6 +273,16 @@ class Node:
         with self.db.connection() as conn:
             # A Core INSERT: the ORM session costs more than the row on this hot path.
             conn.execute(insert(OUTBOX), [self._outbox_values(header, envelope)])
+        return header.id
+
+    def queue(self, session: Any, message_type: str, recipient: str, body: dict[str, Any],
+              in_reply_to: str | None = None, agreement: str | None = None,
+              lifetime: timedelta = DEFAULT_LIFETIME) -> str:
+        """Seal a message and put it in the outbox inside the caller's transaction, so
+        that it leaves if and only if the action that sends it commits."""
+        header, envelope = self._seal(message_type, recipient, body, in_reply_to, lifetime,
+                                      agreement)
+        session.add(self._outbox_row(header, envelope))
         return header.id
 
     def send_due(self, client: HubClient, limit: int = 100) -> int:
@@ -395,6 +416,19 @@ class Node:
             log.warning("no pong to %s for %s: %s", opened.header.sender, opened.header.id, exc)
             return None
 
+    def _dispatch(self, s: Any, handler: MessageHandler, o: OpenedMessage) -> None:
+        """Run a workflow's handler in the receiving transaction, under a savepoint: if
+        it refuses the message, its half-done work is undone and the refusal recorded
+        (the message itself stays in the inbox, redacted)."""
+        try:
+            with s.begin_nested():
+                handler.handle(s, o)
+        except (e.ProtocolError, NodeError) as exc:
+            code = exc.code if isinstance(exc, e.ProtocolError) else "node_error"
+            log.warning("handler refused id=%s type=%s: %s", o.header.id, o.header.type, exc)
+            s.add(RejectedEnvelope(message_id=o.header.id, claimed_sender=o.header.sender,
+                                   code=code, reason=str(exc)[:500], at=utcnow()))
+
     def _commit(self, opened: list[Any], rejects: list[RejectedEnvelope]) -> int:
         if not opened and not rejects:
             return 0
@@ -408,13 +442,17 @@ class Node:
                 if h.id in known:
                     continue  # at-least-once delivery, exactly-once handling
                 known.add(h.id)
+                handler = self.handlers.get(h.type)
+                stored = handler.redact(o.body) if handler is not None else o.body
                 s.add(InboxMessage(
                     id=h.id, sender=h.sender, type=h.type,
-                    body=json.dumps(o.body, ensure_ascii=False), created_at=h.created,
+                    body=json.dumps(stored, ensure_ascii=False), created_at=h.created,
                     received_at=now, in_reply_to=h.in_reply_to, agreement=h.agreement,
                 ))
                 if reply is not None:
                     s.add(self._outbox_row(*reply))
+                if handler is not None:
+                    self._dispatch(s, handler, o)
                 new += 1
                 log.info("received id=%s from=%s type=%s", h.id, h.sender, h.type)
             s.add_all(rejects)

@@ -170,6 +170,28 @@ class AgreementConflict(ProtocolError):
     status = 409
 
 
+class PurposeNotAgreed(ProtocolError):
+    """Responder side: the check's purpose is not one the agreement allows."""
+
+    code = "purpose_not_agreed"
+    status = 403
+
+
+class QueryTypeNotAgreed(ProtocolError):
+    """Responder side: the check's query type is not one the agreement allows."""
+
+    code = "query_type_not_agreed"
+    status = 403
+
+
+class BadProbe(ProtocolError):
+    """Responder side: the probe cannot be used (malformed template, too few minutiae,
+    a machine-readable zone with a failing check digit, an unknown record)."""
+
+    code = "bad_probe"
+    status = 422
+
+
 ALL_ERRORS: tuple[type[ProtocolError], ...] = (
     MalformedEnvelope,
     UnsupportedAlgorithm,
@@ -197,6 +219,9 @@ ALL_ERRORS: tuple[type[ProtocolError], ...] = (
     QuotaExhausted,
     InvalidAgreement,
     AgreementConflict,
+    PurposeNotAgreed,
+    QueryTypeNotAgreed,
+    BadProbe,
 )
 
 BY_CODE: dict[str, type[ProtocolError]] = {cls.code: cls for cls in ALL_ERRORS}

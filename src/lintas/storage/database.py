@@ -89,13 +89,15 @@ class Database:
         cfg.attributes["version_table"] = self.version_table
         return cfg
 
-    def upgrade(self) -> None:
+    def upgrade(self, revision: str = "head") -> None:
+        """Migrate to `revision` (the latest by default; an earlier one for tests of a
+        migration's data step)."""
         from alembic import command
 
         cfg = self._alembic_config()
         with self.engine.begin() as connection:
             cfg.attributes["connection"] = connection
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
 
     def is_current(self) -> bool:
         from alembic.runtime.migration import MigrationContext

@@ -294,3 +294,44 @@ def test_refusals_leave_nothing_stored(hub: HubFixture, pair: tuple[Member, Memb
     refused = aus.checks.get(second.id)
     assert refused is not None and refused.state == "refused"
     assert refused.error is not None and refused.error["code"] == "quota_exhausted"
+
+
+def test_responder_rechecks_every_term_and_keeps_no_probe(
+        hub: HubFixture, pair: tuple[Member, Member], fvc2004: Path) -> None:
+    """A requester that skips its own checks (another member's implementation, say) is
+    refused by the responder with the term that fails, and the probe is not kept."""
+    aus, idn = pair
+    agree(hub, aus, idn, terms())
+    record = base64.b64encode(b"not an ISO record").decode()
+    bodies = {
+        "purpose_not_agreed": {"purpose": "investigation", "query_type": "document",
+                               "probe": {"document": {"mrz": TD3}}},
+        "query_type_not_agreed_or_bad": {"purpose": "asylum", "query_type": "fingerprint_1n",
+                                         "probe": {"fingers": [{"position": 2, "format":
+                                                   "iso-19794-2:2011", "data": record}]}},
+        "bad_mrz": {"purpose": "asylum", "query_type": "document",
+                    "probe": {"document": {"mrz": TD3[:-1] + "9"}}},
+    }
+    ids = {}
+    with aus.node.db.session() as s:
+        for name, body in bodies.items():
+            check_id = str(__import__("uuid").uuid4())
+            ids[name] = check_id
+            aus.node.queue(s, "check.request", "IDN",
+                           {"check": check_id, "max_candidates": 1, **body},
+                           agreement="AUS-IDN-2027-01")
+    pump(hub, aus, idn)
+    codes = {name: idn.checks.get(i) for name, i in ids.items()}
+    assert codes["purpose_not_agreed"].error["code"] == "purpose_not_agreed"  # type: ignore[union-attr,index]
+    assert codes["query_type_not_agreed_or_bad"].error["code"] == "bad_probe"  # type: ignore[union-attr,index]
+    bad = codes["bad_mrz"]
+    assert bad is not None and bad.error is not None and bad.error["code"] == "bad_probe"
+    assert "check digit" in bad.error["message"]
+    assert {c.state for c in codes.values() if c} == {"refused"}
+    with idn.node.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(CheckProbe)) == 0
+    with aus.node.db.session() as s:
+        answers = [json.loads(b) for b in s.scalars(
+            select(InboxMessage.body).where(InboxMessage.type == "check.answer"))]
+    assert sorted(a["error"]["code"] for a in answers) == ["bad_probe", "bad_probe",
+                                                           "purpose_not_agreed"]

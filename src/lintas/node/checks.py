@@ -357,10 +357,7 @@ class Checks:
         if not states and not purposes:
             raise CheckError("states", "name at least one state or purpose to protect from")
         with self.node.db.session() as s:
-            person = s.scalars(select(GalleryPerson)
-                               .where(GalleryPerson.reference == reference)).first()
-            if person is None:
-                raise CheckError("reference", f"{reference!r} is not in the gallery")
+            person = _person(s, reference)
             row = Protection(person_id=person.id, kind=kind, states=json.dumps(sorted(states)),
                              purposes=json.dumps(sorted(purposes)), reason=reason,
                              created_by=actor.username, created_at=utcnow())
@@ -382,10 +379,7 @@ class Checks:
         if any(not isinstance(v, str) or len(v) > 2000 for v in data.values()):
             raise CheckError("data", "each value is text of at most 2000 characters")
         with self.node.db.session() as s:
-            person = s.scalars(select(GalleryPerson)
-                               .where(GalleryPerson.reference == reference)).first()
-            if person is None:
-                raise CheckError("reference", f"{reference!r} is not in the gallery")
+            person = _person(s, reference)
             row = s.get(PersonData, person.id)
             if row is None:
                 s.add(PersonData(person_id=person.id, data=json.dumps(dict(data))))
@@ -742,6 +736,13 @@ class Checks:
                                details={"check": row.id, "side": row.side,
                                         "partner": row.partner, "state": row.state,
                                         **{k: v for k, v in details.items()}})
+
+
+def _person(s: Session, reference: str) -> GalleryPerson:
+    person = s.scalars(select(GalleryPerson).where(GalleryPerson.reference == reference)).first()
+    if person is None:
+        raise CheckError("reference", f"{reference!r} is not in the gallery")
+    return person
 
 
 def _records(probe: Mapping[str, Any]) -> dict[int, bytes]:

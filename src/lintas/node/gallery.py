@@ -517,24 +517,23 @@ class Gallery:
                       ) -> tuple[dict[int, MatchTemplate], list[Rejection]]:
         """Check and extract probe fingers (with the probe quality minimum); one
         impression per position."""
+        checked, rejected = self._check_probe(fingers)
+        return {c.position: c.template for c in checked}, rejected
+
+    def _check_probe(self, fingers: Sequence[tuple[int, Sample]]
+                     ) -> tuple[list[_Checked], list[Rejection]]:
         positions = [item[0] for item in fingers if isinstance(item, tuple) and item]
         for position in set(positions):
             if positions.count(position) > 1:
                 raise GalleryError(f"fingers: position {position} is given more than once "
                                    "(a probe holds one impression per finger)")
-        checked, rejected = self._check_all(fingers, "probe")
-        return {c.position: c.template for c in checked}, rejected
+        return self._check_all(fingers, "probe")
 
     def probe_records(self, fingers: Sequence[tuple[int, Sample]]
                       ) -> tuple[dict[int, bytes], list[Rejection]]:
         """Like `prepare_probe`, but the ISO/IEC 19794-2:2011 records to send to a
         partner's node (docs/checks.md)."""
-        positions = [item[0] for item in fingers if isinstance(item, tuple) and item]
-        for position in set(positions):
-            if positions.count(position) > 1:
-                raise GalleryError(f"fingers: position {position} is given more than once "
-                                   "(a probe holds one impression per finger)")
-        checked, rejected = self._check_all(fingers, "probe")
+        checked, rejected = self._check_probe(fingers)
         return {c.position: c.record for c in checked}, rejected
 
     def probe_from_records(self, records: Mapping[int, bytes]) -> dict[int, MatchTemplate]:

@@ -53,12 +53,7 @@ def _view(row: RegisteredAgreement, now: datetime) -> AgreementView:
 @functools.lru_cache(maxsize=1024)
 def _terms(document: str, digest: str) -> Agreement:
     """The terms of a registered document (checked when registered), cached by digest."""
-    import base64
-    import json
-
-    payload = json.loads(document)["payload"]
-    terms = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    agreement = Agreement.from_json(terms)
+    agreement = policy.terms_of(document)
     assert agreement.digest() == digest
     return agreement
 

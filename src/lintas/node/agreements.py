@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from lintas.node.hub_client import HubClient
 from lintas.node.models import NodeAgreement
-from lintas.node.runtime import Node, NodeError
+from lintas.node.runtime import Node
 from lintas.node.users import Principal, require_role
 from lintas.policy import Agreement, AgreementError, SignedAgreement, effective_state
 from lintas.policy import agreements as policy
@@ -47,19 +47,10 @@ class AgreementRecord:
 
 
 def _record(row: NodeAgreement, now: datetime) -> AgreementRecord:
-    agreement = _terms(row.document)
+    agreement = policy.terms_of(row.document)
     state = effective_state(row.status, agreement, now) if row.status == "active" else row.status
     return AgreementRecord(row.id, row.counterpart, row.our_role, row.status, state,
                            row.status_reason, agreement, row.document, row.updated_at)
-
-
-def _terms(document: str) -> Agreement:
-    import base64
-    import json
-
-    payload = json.loads(document)["payload"]
-    return Agreement.from_json(json.loads(base64.urlsafe_b64decode(
-        payload + "=" * (-len(payload) % 4))))
 
 
 class Agreements:
@@ -92,7 +83,7 @@ class Agreements:
         if row is None or row.status in ("proposed", "received", "declined"):
             raise e.NoAgreement(f"agreement: {agreement_id} is not an agreement in force "
                                 "with this node")
-        agreement = _terms(row.document)
+        agreement = policy.terms_of(row.document)
         if {requester, responder} != set(agreement.parties):
             raise e.NoAgreement(f"agreement: {agreement_id} is not between {requester} and "
                                 f"{responder}")
@@ -284,5 +275,3 @@ class Agreements:
                                               f"{status} agreement can be {action}")
         return row
 
-
-__all__ = ["AgreementRecord", "Agreements", "NodeError"]

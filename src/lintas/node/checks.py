@@ -735,7 +735,7 @@ class Checks:
                                message_ids=message_ids,
                                details={"check": row.id, "side": row.side,
                                         "partner": row.partner, "state": row.state,
-                                        **{k: v for k, v in details.items()}})
+                                        **details})
 
 
 def _person(s: Session, reference: str) -> GalleryPerson:

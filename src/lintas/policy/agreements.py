@@ -361,6 +361,13 @@ def _decode_b64(value: object, name: str) -> bytes:
         raise AgreementError(name, "base64url text expected") from None
 
 
+def terms_of(document: str) -> Agreement:
+    """The terms of a signed document already verified (e.g. when it was stored),
+    without checking its signatures again."""
+    payload = json.loads(document)["payload"]
+    return Agreement.from_json(json.loads(_decode_b64(payload, "payload")))
+
+
 def verify(document: str | Mapping[str, Any], directory: Directory,
            require_countersigned: bool = True) -> SignedAgreement:
     """Check the terms and each party's signature against the member directory: each

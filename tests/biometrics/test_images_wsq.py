@@ -49,8 +49,13 @@ def test_a_wsq_image_that_crashes_the_decoder_is_an_image_error() -> None:
     bad = data[:600] + bytes([188]) + data[601:]
     if not crashes_in_process(bad):
         pytest.skip("this wsq build does not crash on these bytes: nothing to isolate")
-    with pytest.raises(ImageError, match=r"not a readable WSQ image: the WSQ decoder crashed"):
-        load_image(bad)
+    # The crash comes from memory corruption, so it depends on the memory layout: seen in
+    # CI, the same bytes crashed one interpreter and gave "WSQ Error: -51" in the next.
+    # Either way the caller gets an ImageError and goes on; a crash is named as one.
+    for _ in range(3):
+        with pytest.raises(ImageError, match=r"not a readable WSQ image: "
+                           r"(the WSQ decoder crashed \(exit status -?\d+\)|WSQ Error: -?\d+)"):
+            load_image(bad)
 
 
 def test_corrupt_wsq_images_are_refused_or_read_never_fatal() -> None:

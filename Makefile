@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-fingerprint install clean
+.PHONY: demo test lint bench bench-fingerprint bench-check install clean
 
 $(VENV)/bin/python:
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11+ is required ($(PYTHON) not found)"; exit 1; }
@@ -35,6 +35,10 @@ bench: $(STAMP)
 # FVC2004 from ../shared/data (or $$LINTAS_DATA); DB3_B is 512 ppi.
 bench-fingerprint: $(STAMP)
 	$(PY) benchmarks/fingerprint.py --ppi DB3_B=512 --sizes 0
+
+# End-to-end fingerprint check latency: hub + 2 nodes, a 100k-finger gallery at IDN.
+bench-check: $(STAMP)
+	$(PY) benchmarks/check.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

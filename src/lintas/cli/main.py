@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from lintas import __version__
-from lintas.cli import audit, documents, gallery, hub, node, users
+from lintas.cli import agreements, audit, checks, documents, gallery, hub, node, users
 
 app = typer.Typer(
     help="Lintas: a secure regional data exchange. A hub relays sealed envelopes between "
@@ -22,6 +22,9 @@ app.add_typer(gallery.app, name="gallery")
 app.add_typer(audit.app, name="audit")
 app.add_typer(users.app, name="user")
 app.add_typer(documents.app, name="documents")
+app.add_typer(agreements.app, name="agreement")
+app.add_typer(checks.app, name="check")
+app.add_typer(checks.protection_app, name="protection")
 
 
 @app.command()
@@ -35,8 +38,12 @@ def demo(
     base_port: Annotated[int, typer.Option(min=1024, max=65000,
                                            help="Hub port; nodes use the next three.")] = 8400,
 ) -> None:
-    """Start a hub and three nodes (AUS, IDN, THA) on loopback, onboard them, send
-    messages both ways, show that the hub holds no readable payload, and stop.
+    """Start a hub and three nodes (AUS, IDN, THA) on loopback and play the exchange:
+    agreements negotiated, galleries enrolled from sample fingerprints, a hit and its
+    step-2 disclosure, a no-hit, a partial disclosure, a refugee's protected record
+    answered as a no-hit, a stolen passport found by its MRZ, a quota running out; then
+    every audit chain verified against the hub's witness and the data-protection report.
+    It ends by itself (exit 0 when every step went as expected).
 
     Example: lintas demo --keep-running
     """

@@ -147,6 +147,10 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8500,
     log_file: Annotated[Path | None, typer.Option()] = None,
     log_level: Annotated[str, typer.Option()] = "info",
+    audit_head_every: Annotated[float, typer.Option(
+        min=1, max=86400, envvar="LINTAS_AUDIT_HEAD_EVERY_S",
+        help="Seconds between two publications of the audit chain head to the hub, which "
+             "keeps them as a witness (only a head that moved is published).")] = 60.0,
 ) -> None:
     """Run the node: its REST API (OpenAPI at /docs) and its outbound loops to the hub
     (outbox sender, mailbox long-poll, directory refresh).
@@ -162,5 +166,5 @@ def serve(
     database.require_current("node")
     node = Node(database, read_passphrase("LINTAS_NODE"))
     console.print(f"node {node.member} listening on http://{host}:{port}; hub {node.hub_url}")
-    uvicorn.run(create_app(node), host=host, port=port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=5)
+    uvicorn.run(create_app(node, audit_head_every=audit_head_every), host=host, port=port,
+                log_level="warning", access_log=False, timeout_graceful_shutdown=5)

@@ -8,73 +8,44 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lintas import __version__
+from lintas.documents.mrz import MRZError
+from lintas.exchange.workflow import IllegalTransition
+from lintas.node.api import admin as admin_api
+from lintas.node.api import checks as checks_api
+from lintas.node.api import gallery as gallery_api
+from lintas.node.api import register as register_api
+from lintas.node.api.common import Context, document_roles
+from lintas.node.checks import CheckError, UnknownCheck, UnknownPerson
+from lintas.node.documents import DocumentConflict, DocumentError, UnknownEntry
+from lintas.node.gallery import DuplicateReference, GalleryError, UnknownReference
 from lintas.node.hub_client import AsyncMailbox, HubClient, HubUnavailable
+from lintas.node.report import BrokenChain, ReportError
 from lintas.node.runtime import Node, NodeError
+from lintas.node.samples import SampleError
+from lintas.node.services import Services
+from lintas.node.users import NotPermitted, UnknownUser, UserConflict, UserError
+from lintas.policy.agreements import AgreementError
 from lintas.protocol import errors as e
-from lintas.protocol.members import is_member_code
-from lintas.protocol.messages import MAX_DIAGNOSTIC_TEXT
 from lintas.storage import utcnow
 
 log = logging.getLogger("lintas.node")
 
 POLL_WAIT_S = 20.0
 DIRECTORY_EVERY_S = 60.0
-AUDIT_HEAD_EVERY_S = 60.0  # how often the hub is asked to witness a new audit head
-
-
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
-
-
-class DiagnosticRequest(BaseModel):
-    to: str = Field(description="member code of the recipient, e.g. IDN", examples=["IDN"])
-    text: str = Field(min_length=1, max_length=MAX_DIAGNOSTIC_TEXT, examples=["hello"])
-    reply: bool = Field(True, description="ask the recipient's node to answer with a pong")
-
-
-class Queued(BaseModel):
-    id: str
-    status: str = "queued"
-
-
-class InboxEntry(BaseModel):
-    id: str
-    sender: str
-    type: str
-    created: datetime
-    received: datetime
-    in_reply_to: str | None
-    body: dict[str, Any]
-
-
-class OutboxEntry(BaseModel):
-    id: str
-    recipient: str
-    type: str
-    status: str
-    attempts: int
-    created: datetime
-    sent_at: datetime | None
-    last_error: str | None
+AUDIT_HEAD_EVERY_S = 60.0  # default: how often the hub is asked to witness a new head
+WORK_EVERY_S = 1.0  # scheduled check work (expiry, retention) at least this often
 
 
 class Health(BaseModel):
@@ -87,15 +58,22 @@ class Health(BaseModel):
     counts: dict[str, int]
 
 
-bearer = HTTPBearer(auto_error=False, description="API token printed by `lintas node init`")
+def create_app(node: Node | Services, run_loops: bool = True,
+               audit_head_every: float = AUDIT_HEAD_EVERY_S) -> FastAPI:
+    """The node's API; with `run_loops`, also its background loops. `audit_head_every`:
+    seconds between two publications of the audit chain head to the hub's witness."""
+    services = node if isinstance(node, Services) else Services.open(node)
+    node = services.node
+    loop_ready: list[asyncio.AbstractEventLoop] = []
+    wake_sender, wake_worker = asyncio.Event(), asyncio.Event()
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorResponse} for s in (400, 401, 409, 422, 503)
-}
+    def waker(event: asyncio.Event) -> Callable[[], None]:
+        def wake() -> None:  # callable from the event loop or from a worker thread
+            if loop_ready:
+                loop_ready[0].call_soon_threadsafe(event.set)
+        return wake
 
-
-def create_app(node: Node, run_loops: bool = True) -> FastAPI:
-    wake_sender = asyncio.Event()
+    ctx = Context(services, waker(wake_sender), waker(wake_worker))
 
     async def forever(name: str, step: Callable[[], Awaitable[float]]) -> None:
         failures = 0
@@ -118,6 +96,7 @@ def create_app(node: Node, run_loops: bool = True) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        loop_ready.append(asyncio.get_running_loop())
         tasks: list[asyncio.Task[None]] = []
         clients: list[HubClient] = []
         if run_loops:
@@ -136,6 +115,7 @@ def create_app(node: Node, run_loops: bool = True) -> FastAPI:
                 # send still wakes the next round.
                 wake_sender.clear()
                 if await run_in_threadpool(node.send_due, sender_c):
+                    wake_worker.set()  # the checks follow the hub's verdicts
                     return 0.0  # there may be more
                 due = await run_in_threadpool(node.next_due)
                 wait = 5.0
@@ -152,19 +132,30 @@ def create_app(node: Node, run_loops: bool = True) -> FastAPI:
                 if items:
                     # Ack only after every envelope is committed (or recorded as rejected).
                     if await run_in_threadpool(node.handle, items, dir_c):
-                        wake_sender.set()  # replies (pongs) may be waiting
+                        wake_sender.set()  # replies (pongs, refusals) may be waiting
+                    wake_worker.set()  # received checks wait to be matched
                     await mailbox.ack([item["id"] for item in items])
                 return 0.0
 
             async def witness_step() -> float:
                 audit_c.key = node.signing_key()
                 await run_in_threadpool(node.publish_audit_head, audit_c)
-                return AUDIT_HEAD_EVERY_S
+                return audit_head_every
+
+            async def work_step() -> float:
+                wake_worker.clear()
+                if await run_in_threadpool(services.work):
+                    wake_sender.set()  # answers to send
+                    return 0.0
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake_worker.wait(), WORK_EVERY_S)
+                return 0.0
 
             tasks = [asyncio.create_task(forever("audit head", witness_step)),
                      asyncio.create_task(forever("directory", directory_step)),
                      asyncio.create_task(forever("outbox", sender_step)),
-                     asyncio.create_task(forever("mailbox", poll_step))]
+                     asyncio.create_task(forever("mailbox", poll_step)),
+                     asyncio.create_task(forever("checks", work_step))]
         yield
         for task in tasks:
             task.cancel()
@@ -175,24 +166,53 @@ def create_app(node: Node, run_loops: bool = True) -> FastAPI:
             client.close()
         if run_loops:
             await mailbox.aclose()
+        loop_ready.clear()
 
     app = FastAPI(title=f"Lintas node {node.member}", version=__version__, lifespan=lifespan,
-                  description="A member's national node. Authenticate with the API token "
-                              "printed by `lintas node init` (Authorization: Bearer ...).")
+                  description="A member's national node. Authenticate with a user's API token "
+                              "(Authorization: Bearer ...); each operation lists the roles "
+                              "allowed to call it.")
+
+    def error(status: int, code: str) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+        async def handler(_: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse({"error": {"code": code, "message": str(exc)}},
+                                status_code=status)
+        return handler
+
+    # The most specific class wins (Starlette looks up the exception's MRO).
+    for exc_class, status, code in (
+            (NotPermitted, 403, "forbidden"), (BrokenChain, 409, "audit_broken"),
+            (ReportError, 400, "bad_request"),
+            (UnknownUser, 404, "not_found"), (UnknownEntry, 404, "not_found"),
+            (UnknownReference, 404, "not_found"), (UnknownCheck, 404, "not_found"),
+            (UnknownPerson, 404, "not_found"),
+            (UserConflict, 409, "conflict"), (DocumentConflict, 409, "conflict"),
+            (DuplicateReference, 409, "conflict"), (IllegalTransition, 409, "illegal_transition"),
+            (UserError, 400, "bad_request"), (DocumentError, 400, "bad_request"),
+            (GalleryError, 400, "bad_request"), (CheckError, 400, "bad_request"),
+            (SampleError, 400, "bad_request"), (AgreementError, 400, "bad_request"),
+            (MRZError, 400, "bad_request"),
+            (HubUnavailable, 503, "hub_unavailable"), (NodeError, 503, "node_not_ready")):
+        app.add_exception_handler(exc_class, error(status, code))
 
     @app.exception_handler(e.ProtocolError)
     async def protocol_error(_: Request, exc: e.ProtocolError) -> JSONResponse:
         return JSONResponse(exc.as_json(), status_code=exc.status)
 
-    @app.exception_handler(NodeError)
-    async def node_error(_: Request, exc: NodeError) -> JSONResponse:
-        return JSONResponse({"error": {"code": "node_not_ready", "message": str(exc)}},
-                            status_code=503)
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Starlette's own refusals (an unparsable body, an unknown path, a wrong method)
+        in the API's error shape."""
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+                413: "too_large"}.get(exc.status_code, "http_error")
+        message = "body: not valid JSON" if exc.status_code == 400 else str(exc.detail)
+        return JSONResponse({"error": {"code": code, "message": message}},
+                            status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
         err = e.BadRequest(f"{where}: {first.get('msg', 'invalid')}")
         return JSONResponse(err.as_json(), status_code=err.status)
 
@@ -203,14 +223,6 @@ def create_app(node: Node, run_loops: bool = True) -> FastAPI:
                                        "message": "the node could not complete the request"}},
                             status_code=503)
 
-    def authorised(
-        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> None:
-        if creds is None or node.authenticate(creds.credentials) is None:
-            raise e.Unauthorized("Authorization: a valid 'Bearer <API token>' is required")
-
-    auth = [Depends(authorised)]
-
     @app.get("/health", response_model=Health, tags=["operations"])
     async def health() -> Health:
         counts = await run_in_threadpool(node.counts)
@@ -219,35 +231,8 @@ def create_app(node: Node, run_loops: bool = True) -> FastAPI:
                       hub_url=node.hub_url, last_hub_contact=node.last_contact,
                       last_hub_error=node.last_error, counts=counts)
 
-    @app.post("/api/v1/diagnostics", status_code=202, response_model=Queued,
-              responses=ERRORS, dependencies=auth, tags=["messages"])
-    async def send_diagnostic(req: DiagnosticRequest) -> Queued:
-        """Queue a `diagnostic.ping` to a member; its node answers with a pong."""
-        if not is_member_code(req.to):
-            raise e.BadRequest(f"to: {req.to!r} is not a member code (e.g. IDN)")
-        if req.to == node.member:
-            raise e.BadRequest("to: a node cannot send to itself")
-        body: dict[str, Any] = {"text": req.text}
-        if not req.reply:
-            body["reply"] = False
-        msg_id = await run_in_threadpool(node.enqueue, "diagnostic.ping", req.to, body)
-        wake_sender.set()
-        return Queued(id=msg_id)
-
-    @app.get("/api/v1/inbox", response_model=list[InboxEntry], responses=ERRORS,
-             dependencies=auth, tags=["messages"])
-    async def inbox(limit: int = Query(50, ge=1, le=1000)) -> list[InboxEntry]:
-        rows = await run_in_threadpool(node.inbox, limit)
-        return [InboxEntry(id=r.id, sender=r.sender, type=r.type, created=r.created_at,
-                           received=r.received_at, in_reply_to=r.in_reply_to,
-                           body=json.loads(r.body)) for r in rows]
-
-    @app.get("/api/v1/outbox", response_model=list[OutboxEntry], responses=ERRORS,
-             dependencies=auth, tags=["messages"])
-    async def outbox(limit: int = Query(50, ge=1, le=1000)) -> list[OutboxEntry]:
-        rows = await run_in_threadpool(node.outbox, limit)
-        return [OutboxEntry(id=r.id, recipient=r.recipient, type=r.type, status=r.status,
-                            attempts=r.attempts, created=r.created_at, sent_at=r.sent_at,
-                            last_error=r.last_error) for r in rows]
-
+    for module in (checks_api, gallery_api, register_api, admin_api):
+        router = module.router(ctx)
+        document_roles(router)
+        app.include_router(router)
     return app

@@ -77,3 +77,16 @@ class AuditLog:
 
     def verify(self, witnesses: Iterable[Witness] = ()) -> Verification:
         return verify(self.entries(), witnesses)
+
+    def page(self, limit: int = 50, before: int | None = None,
+             action: str | None = None) -> list[AuditEntry]:
+        """Entries newest first: at most `limit`, numbered below `before` (the next page
+        of a listing), whose action is `action` or starts with `action.` (e.g. "check")."""
+        query = select(AuditRecord).order_by(AuditRecord.seq.desc()).limit(limit)
+        if before is not None:
+            query = query.where(AuditRecord.seq < before)
+        if action:
+            query = query.where((AuditRecord.action == action)
+                                | AuditRecord.action.startswith(action + ".", autoescape=True))
+        with self.db.session() as s:
+            return [_entry(row) for row in s.scalars(query)]

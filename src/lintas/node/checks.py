@@ -7,7 +7,7 @@ retention ends.
 
 Responder: a received request is checked against every term of the agreement again (the
 hub only routes); a refusal is answered at once and nothing of the probe is kept.
-Otherwise the probe waits in `check_probes` (for an officer's review first, if the
+Otherwise the probe waits in `check_probes` (for a supervisor's review first, if the
 agreement says so) until `process` matches it against the gallery or the document
 register, **destroys it in the same transaction**, and answers. A protected record
 (refugee, trafficking victim, witness) is removed from the candidates before the answer
@@ -72,6 +72,26 @@ class CheckError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class UnknownCheck(CheckError):
+    """No such check on this node (or not on the side the action needs)."""
+
+
+class UnknownPerson(CheckError):
+    """No gallery person with this reference."""
+
+
+@dataclass(frozen=True)
+class ProtectionView:
+    id: int
+    reference: str
+    kind: str
+    states: list[str]
+    purposes: list[str]
+    reason: str | None
+    created_by: str
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -278,14 +298,14 @@ class Checks:
     # --- responder: officer actions ---------------------------------------------------
 
     def release(self, actor: Principal, check_id: str) -> CheckView:
-        """Review mode: the officer lets a held request be matched and answered."""
-        require_role(actor, "officer", "supervisor", to="release checks for matching")
+        """Review mode: a supervisor lets a held request be matched and answered."""
+        require_role(actor, "supervisor", to="release checks for matching")
         self._match(check_id, actor)
         return self.get(check_id)  # type: ignore[return-value]
 
     def reject(self, actor: Principal, check_id: str, reason: str) -> CheckView:
-        """Review mode: the officer refuses a held request; its probe is destroyed."""
-        require_role(actor, "officer", "supervisor", to="reject checks")
+        """Review mode: a supervisor refuses a held request; its probe is destroyed."""
+        require_role(actor, "supervisor", to="reject checks")
         if not reason.strip():
             raise CheckError("reason", "say why the request is rejected")
         with self.node.db.session() as s:
@@ -343,7 +363,7 @@ class Checks:
     # --- protections and disclosable data -----------------------------------------------
 
     def protect(self, actor: Principal, reference: str, kind: str, states: Sequence[str] = (),
-                purposes: Sequence[str] = (), reason: str | None = None) -> int:
+                purposes: Sequence[str] = (), reason: str | None = None) -> ProtectionView:
         """Protect a gallery record from the listed states and/or purposes."""
         require_role(actor, "admin", "supervisor", to="protect records")
         if kind not in PROTECTION_KINDS:
@@ -367,7 +387,15 @@ class Checks:
                                    details={"reference": reference, "kind": kind,
                                             "states": ",".join(sorted(states)),
                                             "purposes": ",".join(sorted(purposes))})
-            return row.id
+            return _protection_view(row, reference)
+
+    def protections(self, actor: Principal, reference: str) -> list[ProtectionView]:
+        require_role(actor, "admin", "supervisor", to="see protections")
+        with self.node.db.session() as s:
+            person = _person(s, reference)
+            rows = s.scalars(select(Protection).where(Protection.person_id == person.id)
+                             .order_by(Protection.id))
+            return [_protection_view(r, reference) for r in rows]
 
     def set_person_data(self, actor: Principal, reference: str, data: Mapping[str, str]) -> None:
         """What may be disclosed about a gallery person at step 2, by category."""
@@ -465,22 +493,34 @@ class Checks:
     # --- responder: matching ----------------------------------------------------------
 
     def _match(self, check_id: str, actor: Principal) -> None:
+        """Match a waiting probe, then destroy it and answer in one transaction.
+
+        The search itself runs outside any transaction: on SQLite a session holds the
+        database for the whole process, and a 1:N search of a large gallery takes long
+        enough that arriving envelopes and API reads would wait behind it. The check is
+        re-read and locked afterwards; if it moved meanwhile (cancelled, expired, matched
+        by another worker) the transition is refused and nothing is written."""
         node = self.node
         with node.db.session() as s:
-            row = s.scalars(select(Check).where(Check.id == check_id).with_for_update()).one()
-            if row.side != "responder":
-                raise CheckError("check", f"{check_id} is not a request from a partner")
-            self._move(row, RESPONDER, "match")  # raises unless received / awaiting review
+            row = self._row(s, check_id, "responder")
+            RESPONDER.next(row.state, "match")  # raises unless received / awaiting review
             probe_row = s.get(CheckProbe, check_id)
-            assert probe_row is not None
+            if probe_row is None:
+                raise IllegalTransition("responder", row.state, "match")  # probe gone
             probe = json.loads(probe_row.probe)
-            found: tuple[list[dict[str, Any]], int] | e.ProtocolError
-            try:
-                found = self._search(s, row, probe)
-            except e.ProtocolError as exc:
-                found = exc
+            query_type, limit = row.query_type, row.max_candidates
+        found: list[dict[str, Any]] | e.ProtocolError
+        try:
+            found = self._search(query_type, limit, probe)
+        except e.ProtocolError as exc:
+            found = exc
+        with node.db.session() as s:
+            row = self._row(s, check_id, "responder")
+            self._move(row, RESPONDER, "match")
+            probe_row = s.get(CheckProbe, check_id)
             # Match and destroy: the probe goes in the transaction that records the match.
-            s.delete(probe_row)
+            if probe_row is not None:
+                s.delete(probe_row)
             if isinstance(found, e.ProtocolError):
                 # Cannot happen for a probe validated on receipt; answered as refused.
                 self._answer(s, row, "refused", [], {"code": found.code,
@@ -488,7 +528,15 @@ class Checks:
                 self._audit(s, actor, "check.match", "refused", row, [],
                             {"probe_sha256": row.probe_sha256, "error": found.code})
             else:
-                candidates, withheld = found
+                # Protections are applied to the full result, whatever it holds, so that
+                # a protected record costs the same work as any other (no timing signal).
+                protected = self._protected_among(
+                    s, [c["reference"] for c in found if "reference" in c], row.partner,
+                    row.purpose)
+                kept = [c for c in found if c.get("reference") not in protected]
+                candidates = [{"candidate": f"c{i}", "rank": i, **c}
+                              for i, c in enumerate(kept, 1)]
+                withheld = len(found) - len(kept)
                 outcome = "hit" if candidates else "no_hit"
                 self._move(row, RESPONDER, "answer_hit" if candidates else "answer_no_hit")
                 self._answer(s, row, outcome, candidates, None)
@@ -497,29 +545,21 @@ class Checks:
                              "candidates": len(candidates), "withheld": withheld})
         self._after_destruction()
 
-    def _search(self, s: Session, row: Check, probe: dict[str, Any]
-                ) -> tuple[list[dict[str, Any]], int]:
-        """Candidates to answer with, and how many were withheld by a protection. The
-        same work is done whether or not a protection applies."""
-        if row.query_type == "document":
+    def _search(self, query_type: str, limit: int, probe: dict[str, Any]
+                ) -> list[dict[str, Any]]:
+        """Every candidate found, best first, before protections are applied."""
+        if query_type == "document":
             doc = probe["document"]
             try:
                 found = (self.register.check_mrz(doc["mrz"]) if "mrz" in doc else
                          self.register.check_number(doc["number"], doc["issuing_state"]))
             except (MRZError, DocumentError) as exc:
                 raise e.BadProbe(f"probe.document: {exc}") from None
-            return ([{"candidate": "c1", "rank": 1, "status": found.status or ""}]
-                    if found.hit else []), 0
+            return [{"status": found.status or ""}] if found.hit else []
         templates = self.gallery.probe_from_records(_records(probe))
         within = [probe["target"]["reference"]] if "target" in probe else None
-        results = self.gallery.search(templates, limit=row.max_candidates, max_fmr=HIT_FMR,
-                                      within=within)
-        protected = self._protected_among(s, [c.reference for c in results], row.partner,
-                                          row.purpose)
-        kept = [c for c in results if c.reference not in protected]
-        return ([{"candidate": f"c{i}", "rank": i, "fmr": float(f"{c.fmr:.3g}"),
-                  "reference": c.reference} for i, c in enumerate(kept, 1)],
-                len(results) - len(kept))
+        results = self.gallery.search(templates, limit=limit, max_fmr=HIT_FMR, within=within)
+        return [{"fmr": float(f"{c.fmr:.3g}"), "reference": c.reference} for c in results]
 
     def _answer(self, s: Session, row: Check, outcome: str, candidates: list[dict[str, Any]],
                 error: dict[str, str] | None) -> None:
@@ -724,7 +764,7 @@ class Checks:
     def _row(self, s: Session, check_id: str, side: str | None) -> Check:
         row = s.scalars(select(Check).where(Check.id == check_id).with_for_update()).first()
         if row is None or (side is not None and row.side != side):
-            raise CheckError("check", f"{check_id!r} is not a{' ' + side if side else ''} "
+            raise UnknownCheck("check", f"{check_id!r} is not a{' ' + side if side else ''} "
                                       "check of this node")
         return row
 
@@ -738,10 +778,15 @@ class Checks:
                                         **details})
 
 
+def _protection_view(row: Protection, reference: str) -> ProtectionView:
+    return ProtectionView(row.id, reference, row.kind, json.loads(row.states),
+                          json.loads(row.purposes), row.reason, row.created_by, row.created_at)
+
+
 def _person(s: Session, reference: str) -> GalleryPerson:
     person = s.scalars(select(GalleryPerson).where(GalleryPerson.reference == reference)).first()
     if person is None:
-        raise CheckError("reference", f"{reference!r} is not in the gallery")
+        raise UnknownPerson("reference", f"{reference!r} is not in the gallery")
     return person
 
 

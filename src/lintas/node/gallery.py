@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -209,6 +210,9 @@ class Gallery:
         self._on_delete: list[DeleteListener] = []
         self._index: dict[int, IndexShard] | None = None  # finger position -> shard
         self._owners: dict[int, tuple[int, str]] = {}  # finger id -> (position, reference)
+        # The API enrols and searches from several threads at once; the shards are not
+        # safe to change while another thread reads them.
+        self._index_lock = threading.RLock()
 
     # --- the 1:N index ----------------------------------------------------------------
 
@@ -219,40 +223,45 @@ class Gallery:
 
         Changes made by another process (a CLI run beside a serving node) reach the index
         only when it is rebuilt, e.g. at the node's next start."""
-        self._index, self._owners = {}, {}
-        for template in self.iter_templates():
-            self._index_add([template])
-        if self._index_add not in self._on_enrol:
-            self.on_enrol(self._index_add)
-            self.on_delete(self._index_remove)
-        return len(self._owners)
+        with self._index_lock:
+            self._index, self._owners = {}, {}
+            for template in self.iter_templates():
+                self._index_add([template])
+            if self._index_add not in self._on_enrol:
+                self.on_enrol(self._index_add)
+                self.on_delete(self._index_remove)
+            return len(self._owners)
 
     def _index_add(self, templates: list[GalleryTemplate]) -> None:
-        if self._index is None:
-            return
-        for t in templates:
-            self._index.setdefault(t.position, IndexShard()).add(t.finger_id, t.template)
-            self._owners[t.finger_id] = (t.position, t.reference)
+        with self._index_lock:
+            if self._index is None:
+                return
+            for t in templates:
+                self._index.setdefault(t.position, IndexShard()).add(t.finger_id, t.template)
+                self._owners[t.finger_id] = (t.position, t.reference)
 
     def _index_remove(self, finger_ids: list[int]) -> None:
-        if self._index is None:
-            return
-        for finger_id in finger_ids:
-            owner = self._owners.pop(finger_id, None)
-            if owner is not None:
-                self._index[owner[0]].remove(finger_id)
+        with self._index_lock:
+            if self._index is None:
+                return
+            for finger_id in finger_ids:
+                owner = self._owners.pop(finger_id, None)
+                if owner is not None:
+                    self._index[owner[0]].remove(finger_id)
 
     def _shortlisted(self, probe: Mapping[int, MatchTemplate], limit: int) -> set[str] | None:
         """The persons the index proposes for a probe (None: no index, compare all)."""
-        if self._index is None:
-            return None
-        references: set[str] = set()
-        for position, template in probe.items():
-            shard = self._index.get(position)
-            if shard is not None:
-                for candidate in search_shards([shard], template, limit=max(4 * limit, 50)):
-                    references.add(self._owners[candidate.key][1])
-        return references
+        with self._index_lock:
+            if self._index is None:
+                return None
+            references: set[str] = set()
+            for position, template in probe.items():
+                shard = self._index.get(position)
+                if shard is not None:
+                    for candidate in search_shards([shard], template,
+                                                   limit=max(4 * limit, 50)):
+                        references.add(self._owners[candidate.key][1])
+            return references
 
     # --- listeners --------------------------------------------------------------------
 

@@ -296,3 +296,20 @@ class PersonData(Base):
     person_id: Mapped[int] = mapped_column(
         ForeignKey("gallery_persons.id", ondelete="CASCADE"), primary_key=True)
     data: Mapped[str] = mapped_column(Text)  # JSON {category: text}
+
+
+class GalleryImport(Base):
+    """A bulk enrolment run by the node in the background; its progress and every
+    rejected item with the reason. A job cut short by a restart is marked interrupted."""
+
+    __tablename__ = "gallery_imports"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    state: Mapped[str] = mapped_column(String(12))  # running | done | interrupted
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    total: Mapped[int] = mapped_column(Integer)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    persons: Mapped[int] = mapped_column(Integer, default=0)
+    fingers: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[str] = mapped_column(Text, default="[]")  # JSON [{item, reference, reason}]

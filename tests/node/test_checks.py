@@ -10,17 +10,18 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
 from lintas.biometrics.extraction import extract_template
-from lintas.biometrics.images import load_image
+from lintas.biometrics.images import from_array, load_image
 from lintas.biometrics.minutiae import MinutiaeTemplate
 from lintas.node.agreements import Agreements
 from lintas.node.checks import CheckError, Checks
 from lintas.node.documents import DocumentRegister
 from lintas.node.gallery import Gallery
-from lintas.node.models import CheckProbe, InboxMessage
+from lintas.node.models import CheckProbe, InboxMessage, OutboxMessage
 from lintas.node.runtime import Node
 from lintas.node.users import NotPermitted, Principal
 from lintas.policy import Agreement, Direction
@@ -335,3 +336,48 @@ def test_responder_rechecks_every_term_and_keeps_no_probe(
             select(InboxMessage.body).where(InboxMessage.type == "check.answer"))]
     assert sorted(a["error"]["code"] for a in answers) == ["bad_probe", "bad_probe",
                                                            "purpose_not_agreed"]
+
+
+def test_more_refusals_name_the_term_and_store_nothing(
+        hub: HubFixture, pair: tuple[Member, Member], fvc2004: Path) -> None:
+    """The refusals the issue lists that the test above does not reach: a query type not
+    agreed, an agreement past its validity, a partner unknown to the directory or not a
+    member code at all, and a print too poor to search with."""
+    aus, idn = pair
+    today = utcnow().date()
+    doc_only = dataclasses.replace(terms(), directions=(dataclasses.replace(
+        terms().directions[0], query_types=("document",)),))
+    agree(hub, aus, idn, doc_only)
+    past = dataclasses.replace(terms(agreement_id="AUS-IDN-2020-01"),
+                               valid_from=today - timedelta(days=400),
+                               valid_until=today - timedelta(days=35))
+    agree(hub, aus, idn, past)
+    print_ = image(fvc2004, "101", 2)
+    with pytest.raises(e.QueryTypeNotAgreed, match=r"query_type: fingerprint_1n is not agreed"):
+        aus.checks.submit(OFFICER, "IDN", "AUS-IDN-2027-01", "border_control",
+                          "fingerprint_1n", fingers=[(2, print_)])
+    with pytest.raises(e.AgreementInactive, match=r"agreement: AUS-IDN-2020-01 is expired"):
+        aus.checks.submit(OFFICER, "IDN", "AUS-IDN-2020-01", "border_control", "document",
+                          document={"mrz": TD3})
+    with pytest.raises(e.NoAgreement, match=r"agreement: AUS-IDN-2027-01 is not between AUS "
+                                            r"and NZL"):
+        aus.checks.submit(OFFICER, "NZL", "AUS-IDN-2027-01", "border_control", "document",
+                          document={"mrz": TD3})
+    with pytest.raises(CheckError, match=r"partner: 'idn!' is not another member's code"):
+        aus.checks.submit(OFFICER, "idn!", "AUS-IDN-2027-01", "border_control", "document",
+                          document={"mrz": TD3})
+    with pytest.raises(CheckError, match=r"partner: 'AUS' is not another member's code"):
+        aus.checks.submit(OFFICER, "AUS", "AUS-IDN-2027-01", "border_control", "document",
+                          document={"mrz": TD3})
+    # A washed-out capture: NFIQ 2 scores it below the probe minimum, with advice.
+    pixels = print_.pixels.astype(np.float32)
+    faint = from_array((255 - (255 - pixels) * 0.04).clip(0, 255).astype(np.uint8))
+    full = terms(agreement_id="AUS-IDN-2027-02")
+    agree(hub, aus, idn, full)
+    with pytest.raises(CheckError, match=r"fingers: .*(quality (\d+) < 20|quality unknown)"):
+        aus.checks.submit(OFFICER, "IDN", "AUS-IDN-2027-02", "border_control",
+                          "fingerprint_1n", fingers=[(2, faint)])
+    assert aus.checks.recent() == []
+    with aus.node.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(OutboxMessage).where(
+            OutboxMessage.type == "check.request")) == 0

@@ -31,8 +31,10 @@ non-mated probes impressions of the held-out fingers (--mated-share of each).
 Most probes are ISO/IEC 19794-2:2011 templates (what a border system with its own
 extractor sends); --image-share of them are the TIFF images themselves, which AUS
 quality-checks (NFIQ 2) and extracts before sending, so they cost more. A check is timed
-from just before its POST to the moment GET /api/v1/checks/{id} (polled every --poll-ms)
-shows it answered (hit, no_hit or refused). --warmup checks go first and are not
+from just before its POST to the moment GET /api/v1/checks/{id} shows it answered (hit,
+no_hit or refused): a long poll (`?changed_from=STATE&wait=30`, answered as soon as the
+state changes), or with --poll-ms N a plain GET every N ms, as a client without long
+polls would do. --warmup checks go first and are not
 counted; then --checks checks run with --concurrency of them in flight.
 
 Reported: latency p50/p99/max (all counted checks, and per probe kind), sustained checks
@@ -544,7 +546,7 @@ class Result:
 def run_checks(url: str, token: str, probes: list[Probe], concurrency: int,
                poll_s: float) -> list[Result]:
     """Submit every probe through the officer's API, `concurrency` at a time, and wait
-    for each answer by polling its status."""
+    for each answer by a long poll of its status (or, with `poll_s`, by polling)."""
     todo: queue.Queue[tuple[int, Probe]] = queue.Queue()
     for item in enumerate(probes):
         todo.put(item)
@@ -573,17 +575,22 @@ def run_checks(url: str, token: str, probes: list[Probe], concurrency: int,
         if r.status_code != 201:
             raise BenchError(f"POST /api/v1/checks ({probe.impression.name}, {probe.kind}): "
                              f"{r.status_code} {r.text[:300]}")
-        check_id = r.json()["id"]
+        check_id, state = r.json()["id"], r.json()["state"]
         polls = 0
         while True:
-            time.sleep(poll_s)
-            got = client.get(f"/api/v1/checks/{check_id}")
+            if poll_s > 0:
+                time.sleep(poll_s)
+                got = client.get(f"/api/v1/checks/{check_id}")
+            else:  # a long poll: answered when the state changes
+                got = client.get(f"/api/v1/checks/{check_id}",
+                                 params={"changed_from": state, "wait": 30})
             polls += 1
             now = time.perf_counter()
             if got.status_code != 200:
                 raise BenchError(f"GET /api/v1/checks/{check_id}: {got.status_code} "
                                  f"{got.text[:300]}")
             view = got.json()
+            state = view["state"]
             if view["state"] in ANSWERED or view["state"] in FAILED:
                 return Result(probe, check_id, started, now, time.time(), view["state"],
                               polls, len(view["candidates"]), requester=view)
@@ -688,7 +695,7 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
         run_checks(aus, officer, warm, 1, poll_s)
     measured = probes[args.warmup:]
     progress(f"measuring: {len(measured)} checks, {args.concurrency} in flight, "
-             f"polling every {args.poll_ms:g} ms")
+             + (f"polling every {args.poll_ms:g} ms" if args.poll_ms else "long polls"))
     pids = {p.name: p.process.pid for p in procs}
     cpu0 = {name: relay.cpu_seconds(pid) for name, pid in pids.items()}
     load_before = os.getloadavg()[0]
@@ -773,7 +780,9 @@ def table(r: dict[str, Any]) -> str:
         f"built from the database; {REQUESTER}, empty gallery: "
         f"{r['requester_startup_s']:.1f} s)",
         f"checks                   {r['checks']} counted after {r['warmup_checks']} warm-up, "
-        f"{r['concurrency']} in flight, status polled every {r['poll_ms']:g} ms",
+        f"{r['concurrency']} in flight, "
+        + (f"status polled every {r['poll_ms']:g} ms" if r["poll_ms"] else
+           "status followed by long polls"),
         f"latency ms               p50 {lat['p50']:.0f}   p99 {lat['p99']:.0f}   "
         f"max {lat['max']:.0f}   (p90 {lat['p90']:.0f}, mean {lat['mean']:.0f})",
     ]
@@ -831,8 +840,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-share", type=float, default=0.1,
                         help="share of probes sent as images (the rest as templates)")
     parser.add_argument("--warmup", type=int, default=3, help="checks not counted")
-    parser.add_argument("--poll-ms", type=float, default=10.0,
-                        help="GET /api/v1/checks/{id} every this many ms")
+    parser.add_argument("--poll-ms", type=float, default=0.0,
+                        help="poll GET /api/v1/checks/{id} every this many ms instead of "
+                             "the long poll (0, the default)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the figures here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -841,8 +851,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--gallery, --checks and --concurrency must be at least 1, --warmup 0+")
     if not (0 <= args.mated_share <= 1 and 0 <= args.image_share <= 1):
         parser.error("--mated-share and --image-share must be within 0..1")
-    if args.held_out < 0 or args.poll_ms <= 0:
-        parser.error("--held-out must be 0+ and --poll-ms positive")
+    if args.held_out < 0 or args.poll_ms < 0:
+        parser.error("--held-out and --poll-ms must be 0+")
 
     work = Path(tempfile.mkdtemp(prefix="lintas-check-bench-"))
     with ExitStack() as stack:

@@ -197,3 +197,30 @@ def test_checks_through_the_api(apis: tuple[Api, Api], fvc2004: Path) -> None:
     r = aus.call("dpo", "GET", "/api/v1/audit/report", params={"from": "2027-02-01",
                                                                  "to": "2027-01-01"})
     assert r.status_code == 400 and "period" in r.json()["error"]["message"]
+
+
+def test_following_a_check_by_long_poll(apis: tuple[Api, Api]) -> None:
+    aus, idn = apis
+    agree(aus, idn)
+    idn.ok("admin", "POST", "/api/v1/documents", 201,
+           json={"document_number": "L898902C3", "issuing_state": "UTO",
+                 "document_type": "P", "status": "stolen"})
+    check = submit(aus, query_type="document", document={"mrz": TD3})
+    seen = [check["state"]]
+    while seen[-1] not in ("hit", "no_hit", "refused") and len(seen) < 20:
+        got = aus.ok("officer", "GET", f"/api/v1/checks/{check['id']}",
+                     params={"changed_from": seen[-1], "wait": 30})
+        assert got["state"] != seen[-1], "a long poll answers on a change, not before"
+        seen.append(got["state"])
+    assert seen[0] == "submitted" and seen[-1] == "hit"
+    assert len(seen) <= 4, seen  # one request per change of state, not a poll loop
+    # Nothing changes any more: the long poll answers the same state when `wait` ends.
+    began = time.monotonic()
+    same = aus.ok("officer", "GET", f"/api/v1/checks/{check['id']}",
+                  params={"changed_from": "hit", "wait": 0.5})
+    assert same["state"] == "hit" and time.monotonic() - began >= 0.5
+    r = aus.call("officer", "GET", f"/api/v1/checks/{check['id']}", params={"wait": 61})
+    assert r.status_code == 400 and r.json()["error"]["message"].startswith("query.wait:")
+    r = aus.call("supervisor", "GET", "/api/v1/checks/no-such-check",
+                 params={"changed_from": "hit", "wait": 5})
+    assert r.status_code == 404

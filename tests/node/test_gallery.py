@@ -22,6 +22,7 @@ from lintas.node.gallery import (
     GalleryError,
     GalleryTemplate,
     UnknownReference,
+    _to_compare,
 )
 from lintas.node.models import GalleryFinger
 from lintas.storage import Database
@@ -97,6 +98,14 @@ def test_the_index_proposes_the_same_persons_and_follows_changes(
         exhaustive = plain.search(probe(prints[person, 3]), limit=2)
         assert [c.reference for c in indexed][:1] == [person]
         assert indexed[0].fmr == exhaustive[0].fmr
+    # With a hit threshold, the index only has the plausible persons compared in full:
+    # the answer is the exhaustive one.
+    for person in PERSONS:
+        for fmr in (1e-3, 1e-2):
+            indexed = gallery.search(probe(prints[person, 3]), limit=3, max_fmr=fmr)
+            exhaustive = plain.search(probe(prints[person, 3]), limit=3, max_fmr=fmr)
+            assert [(c.reference, c.fmr) for c in indexed] == \
+                [(c.reference, c.fmr) for c in exhaustive]
     # Enrolled after the index was built: found through the listener.
     gallery.enrol(PERSONS[4], [(1, prints[PERSONS[4], 1])])
     assert gallery.search(probe(prints[PERSONS[4], 3]), limit=1)[0].reference == PERSONS[4]
@@ -105,6 +114,29 @@ def test_the_index_proposes_the_same_persons_and_follows_changes(
     assert all(c.reference != PERSONS[0]
                for c in gallery.search(probe(prints[PERSONS[0], 3]), limit=10))
     assert gallery.search(probe(prints["103", 3], position=2)) == [], "no shared finger"
+
+
+def test_two_finger_probes_through_the_index_as_exhaustive(
+        gallery: Gallery, prints: dict[tuple[str, int], MinutiaeTemplate]) -> None:
+    """Fused evidence can make a hit of two fingers neither of which is one alone: the
+    index's shortcut must still compare every person who could reach the threshold."""
+    def finger(person: str, impression: int, position: int) -> MinutiaeTemplate:
+        template = prints[person, impression]
+        return dataclasses.replace(template, views=(dataclasses.replace(
+            template.views[0], position=position),))
+
+    for person in PERSONS:
+        gallery.enrol(person, [(1, finger(person, 1, 1)), (2, finger(person, 2, 2))])
+    plain = Gallery(gallery.db)
+    assert gallery.use_index() == 12
+    for person in PERSONS:
+        both = {**probe(prints[person, 3], 1), **probe(prints[person, 3], 2)}
+        for fmr in (1e-6, 1e-4, 1e-3):
+            indexed = gallery.search(both, limit=3, max_fmr=fmr)
+            exhaustive = plain.search(both, limit=3, max_fmr=fmr)
+            assert [(c.reference, c.fmr) for c in indexed] == \
+                [(c.reference, c.fmr) for c in exhaustive]
+        assert indexed and indexed[0].reference == person
 
 
 def test_templates_are_stored_as_iso_2011_and_images_never(
@@ -227,3 +259,14 @@ def test_bad_requests_name_the_field_and_write_nothing(
         with pytest.raises(GalleryError, match=message):
             call(gallery, prints["101", 1])
     assert gallery.count() == 0
+
+
+def test_persons_compared_in_full_after_the_index() -> None:
+    evidence = {"a": 5.0, "b": 1.2, "c": 0.5, "d": 0.1}
+    # One finger at FMR 0.1 %: 3 decades are needed, 1 with the margin: a and b.
+    assert _to_compare(evidence, 1, 1, 1e-3) == ["a", "b"]
+    # Two fingers could reach 3 decades with 1.5 each: with the margin, everyone.
+    assert _to_compare(evidence, 2, 1, 1e-3) == ["a", "b", "c", "d"]
+    assert _to_compare(evidence, 1, 1, None) == ["a", "b", "c", "d"]
+    # Nobody plausible: still the `limit` best, so that a no-hit costs what a hit costs.
+    assert _to_compare({"x": 0.2, "y": 0.1, "z": 0.05, "w": 0.0}, 1, 3, 1e-3) == ["x", "y", "z"]

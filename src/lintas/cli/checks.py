@@ -29,6 +29,7 @@ app = typer.Typer(
          "node at --node / LINTAS_NODE_URL.",
     no_args_is_help=True)
 
+LONG_POLL_S = 30.0  # one request waits at most this long for a change (the node allows 60)
 ANSWERED = {"hit", "no_hit", "refused", "expired", "cancelled", "disclosed",
             "disclosure_denied", "closed", "purged"}
 
@@ -62,9 +63,10 @@ def wait_for(client: Client, check_id: str, seconds: float) -> dict[str, Any]:
     deadline = time.monotonic() + seconds
     check: dict[str, Any] = client.call("GET", f"/api/v1/checks/{check_id}")
     with console.status(f"waiting for {check['partner']}'s answer"):
-        while check["state"] not in ANSWERED and time.monotonic() < deadline:
-            time.sleep(0.2)
-            check = client.call("GET", f"/api/v1/checks/{check_id}")
+        while check["state"] not in ANSWERED and (left := deadline - time.monotonic()) > 0:
+            # A long poll: the node answers as soon as the state changes.
+            check = client.call("GET", f"/api/v1/checks/{check_id}", params={
+                "changed_from": check["state"], "wait": round(min(left, LONG_POLL_S), 1)})
     return check
 
 

@@ -97,6 +97,7 @@ def create_app(node: Node | Services, run_loops: bool = True,
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         loop_ready.append(asyncio.get_running_loop())
+        ctx.changes.fire()  # its next event belongs to this event loop
         tasks: list[asyncio.Task[None]] = []
         clients: list[HubClient] = []
         if run_loops:
@@ -134,6 +135,7 @@ def create_app(node: Node | Services, run_loops: bool = True,
                     if await run_in_threadpool(node.handle, items, dir_c):
                         wake_sender.set()  # replies (pongs, refusals) may be waiting
                     wake_worker.set()  # received checks wait to be matched
+                    ctx.changes.fire()  # answers may have moved checks
                     await mailbox.ack([item["id"] for item in items])
                 return 0.0
 
@@ -146,6 +148,7 @@ def create_app(node: Node | Services, run_loops: bool = True,
                 wake_worker.clear()
                 if await run_in_threadpool(services.work):
                     wake_sender.set()  # answers to send
+                    ctx.changes.fire()
                     return 0.0
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake_worker.wait(), WORK_EVERY_S)

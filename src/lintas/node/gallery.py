@@ -40,15 +40,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
+import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lintas.biometrics import formats
 from lintas.biometrics.extraction import extract
+from lintas.biometrics.formats.iso19794_2_2011 import read_minutiae
 from lintas.biometrics.images import FingerImage, ImageError
 from lintas.biometrics.index import IndexShard, search_shards
-from lintas.biometrics.matching import Comparison, MatchTemplate, compare_fingers, prepare
+from lintas.biometrics.matching import (
+    Comparison,
+    MatchTemplate,
+    compare_fingers,
+    prepare,
+)
 from lintas.biometrics.minutiae import PPCM_500_PPI, FingerView, MinutiaeTemplate
 from lintas.biometrics.quality import DEFAULT_ADVICE, Purpose, QualityPolicy, nfiq2
 from lintas.node.models import GalleryFinger, GalleryPerson
@@ -59,6 +66,8 @@ MAX_REFERENCE = 64
 MAX_LABEL = 200
 MAX_FINGERS_PER_PERSON = 100
 TEMPLATE_FORMAT = formats.ISO_2011
+PLAUSIBLE_MARGIN = 2.0  # decades of FMR: see _to_compare
+INDEX_BATCH = 5000  # fingers read and indexed at once when the index is built
 
 FINGER_NAMES = {1: "right thumb", 2: "right index", 3: "right middle", 4: "right ring",
                 5: "right little", 6: "left thumb", 7: "left index", 8: "left middle",
@@ -225,8 +234,22 @@ class Gallery:
         only when it is rebuilt, e.g. at the node's next start."""
         with self._index_lock:
             self._index, self._owners = {}, {}
-            for template in self.iter_templates():
-                self._index_add([template])
+            # Only the minutiae are decoded (the index builds its own key cylinders), and
+            # each batch is built at once on all cores: at 100,000 fingers, finger by
+            # finger through `prepare` took 160 s of a node's start-up.
+            for rows in self._batches(INDEX_BATCH):
+                by_position: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
+                for finger_id, reference, position, _, record in rows:
+                    (_, minutiae), *_ = read_minutiae(record)
+                    by_position[position].append((finger_id, minutiae))
+                    self._owners[finger_id] = (position, reference)
+                for position, fingers in by_position.items():
+                    stacked = np.concatenate([m for _, m in fingers])
+                    self._index.setdefault(position, IndexShard()).add_many(
+                        np.array([finger_id for finger_id, _ in fingers], dtype=np.int64),
+                        # as `matching.prepare` takes them: y up, radians
+                        stacked[:, 0], -stacked[:, 1], np.radians(stacked[:, 2]),
+                        np.cumsum([0] + [len(m) for _, m in fingers]))
             if self._index_add not in self._on_enrol:
                 self.on_enrol(self._index_add)
                 self.on_delete(self._index_remove)
@@ -249,19 +272,24 @@ class Gallery:
                 if owner is not None:
                     self._index[owner[0]].remove(finger_id)
 
-    def _shortlisted(self, probe: Mapping[int, MatchTemplate], limit: int) -> set[str] | None:
-        """The persons the index proposes for a probe (None: no index, compare all)."""
+    def _shortlisted(self, probe: Mapping[int, MatchTemplate], limit: int
+                     ) -> dict[str, float] | None:
+        """The persons the index proposes for a probe, each with the best evidence
+        (-log10 FMR) the index's matcher gave one of their fingers (None: no index,
+        compare all)."""
         with self._index_lock:
             if self._index is None:
                 return None
-            references: set[str] = set()
+            evidence: dict[str, float] = {}
             for position, template in probe.items():
                 shard = self._index.get(position)
                 if shard is not None:
                     for candidate in search_shards([shard], template,
                                                    limit=max(4 * limit, 50)):
-                        references.add(self._owners[candidate.key][1])
-            return references
+                        reference = self._owners[candidate.key][1]
+                        evidence[reference] = max(evidence.get(reference, 0.0),
+                                                  -math.log10(candidate.fmr))
+            return evidence
 
     # --- listeners --------------------------------------------------------------------
 
@@ -590,7 +618,8 @@ class Gallery:
             shortlisted = self._shortlisted(probe, limit)
             if shortlisted is not None and not shortlisted:
                 return []
-            chosen = None if shortlisted is None else sorted(shortlisted)
+            chosen = None if shortlisted is None else _to_compare(shortlisted, len(probe),
+                                                                  limit, max_fmr)
         for rows in self._batches(500, sorted(probe), chosen):
             for finger_id, reference, position, impression, record in rows:
                 gallery[reference][impression][position] = (finger_id, _decode(record))
@@ -611,6 +640,25 @@ class Gallery:
             candidates.append(Candidate(reference, fmr, scores))
         candidates.sort(key=lambda c: (c.fmr, c.reference))
         return candidates[:limit]
+
+
+def _to_compare(shortlisted: Mapping[str, float], fingers: int, limit: int,
+                max_fmr: float | None) -> list[str]:
+    """The shortlisted persons to compare in full (reading and decoding their stored
+    templates, a few milliseconds each): all of them without `max_fmr`; with it, the
+    `limit` best by the index's evidence and every other person who could still reach
+    `max_fmr`. A person's fused evidence is the sum over the probe's fingers, so one of
+    their fingers needs at least 1/`fingers` of the evidence `max_fmr` asks for; the
+    index's matcher gives the full matcher's score from the same minutiae (measured:
+    equal for 589 of 600 pairs, the rest within 0.03 in FMR), and PLAUSIBLE_MARGIN
+    decades of slack keep it from ever deciding a candidate. Comparing the `limit` best
+    even when none is plausible makes a search cost the same whether it ends in a hit
+    or not, so that the time of a no-hit answer never tells a protected record apart."""
+    if max_fmr is None:
+        return sorted(shortlisted)
+    floor = -math.log10(max_fmr) / fingers - PLAUSIBLE_MARGIN
+    ranked = sorted(shortlisted, key=lambda r: (-shortlisted[r], r))
+    return sorted(set(ranked[:limit]) | {r for r in ranked if shortlisted[r] >= floor})
 
 
 def _check_reference(reference: object) -> None:

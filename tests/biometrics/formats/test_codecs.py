@@ -20,6 +20,7 @@ from lintas.biometrics.formats import (
     read,
     write,
 )
+from lintas.biometrics.formats.iso19794_2_2011 import read_minutiae
 
 ANGLE_STEP = {ISO_2005: 360 / 256, ISO_2011: 360 / 256, ANSI_378: 2.0}
 
@@ -160,3 +161,49 @@ def test_mutated_records_never_crash(fmt: str, seed: int, edits: list[tuple[int,
         data[pos % len(data)] = value
     with contextlib.suppress(TemplateFormatError):
         read(bytes(data))
+
+
+def iso_2011_minutia_offset(data: bytes, index: int) -> int:
+    """Where minutia `index` of the first representation of a record we wrote begins:
+    15 bytes of general header, 4 of representation length, 9+1+2+2 of capture fields,
+    1 quality block of 5, then position, number, resolutions, impression, size, minutia
+    field length and count (1+1+2+2+1+2+2+1+1)."""
+    blocks = data[15 + 4 + 14]
+    return 15 + 4 + 14 + 1 + 5 * blocks + 13 + 6 * index
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (0, 0xC0, r"minutia at byte \d+: type code 3 is reserved"),
+        (0, 0x3F, r"minutia at byte \d+: \(\d+, \d+\) outside the 640x480 image"),
+        (5, 101, r"minutia at byte \d+: quality 101 above 100"),
+    ],
+)
+def test_iso_2011_minutia_fields_are_checked_and_placed(field: int, value: int,
+                                                        message: str) -> None:
+    data = bytearray(write(sample(n_views=1, n_minutiae=6), ISO_2011))
+    at = iso_2011_minutia_offset(bytes(data), 3)
+    if field == 0:  # the type and the top bits of x share the first byte
+        data[at] |= value
+    else:
+        data[at + field] = value
+    with pytest.raises(TemplateFormatError, match=message) as caught:
+        read(bytes(data))
+    assert f"minutia at byte {at}:" in str(caught.value)
+    with pytest.raises(TemplateFormatError, match=message):
+        read_minutiae(bytes(data))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 3), st.integers(0, 60), st.booleans())
+def test_iso_2011_minutiae_arrays_agree_with_the_objects(seed: int, views: int, count: int,
+                                                         with_quality: bool) -> None:
+    data = write(sample(n_views=views, n_minutiae=count, seed=seed,
+                        with_quality=with_quality), ISO_2011)
+    arrays = read_minutiae(data)
+    template = read(data)
+    assert [p for p, _ in arrays] == [v.position for v in template.views]
+    for (_, rows), view in zip(arrays, template.views, strict=True):
+        assert rows.shape == (len(view.minutiae), 3)
+        assert rows.tolist() == [[m.x, m.y, m.angle] for m in view.minutiae]

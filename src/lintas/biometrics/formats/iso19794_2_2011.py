@@ -13,9 +13,11 @@ angle in units of 360/256 degrees), extended data length (2) and data.
 
 from __future__ import annotations
 
-from lintas.biometrics.formats.common import angle_code, read_minutia
+import numpy as np
+
+from lintas.biometrics.formats.common import angle_code
 from lintas.biometrics.formats.reader import Reader, TemplateFormatError
-from lintas.biometrics.minutiae import FingerView, Minutia, MinutiaeTemplate
+from lintas.biometrics.minutiae import FingerView, Minutia, MinutiaeTemplate, MinutiaType
 
 MAGIC = b"FMR\x00030\x00"
 GENERAL_HEADER = 15
@@ -28,6 +30,27 @@ IMPRESSION_TYPES_2011 = frozenset({0, 1, 2, 3, 8, *range(20, 30)})
 
 
 def read(data: bytes) -> MinutiaeTemplate:
+    views, (width, height, res_x, res_y) = _read(data)
+    return MinutiaeTemplate(width, height, tuple(
+        FingerView(position=position, minutiae=_minutiae(block), quality=quality, view=view,
+                   impression=impression)
+        for position, view, quality, impression, block in views), res_x, res_y)
+
+
+def read_minutiae(data: bytes) -> list[tuple[int, np.ndarray]]:
+    """Each representation's finger position and minutiae as rows of (x, y, angle in
+    degrees), validated exactly as `read` validates them but without building a
+    `Minutia` for each: what a 1:N index needs of a stored record."""
+    views, _ = _read(data)
+    return [(position, np.column_stack([block[:, 1], block[:, 2],
+                                        (block[:, 3] * ANGLE_UNIT) % 360]).astype(np.float64))
+            for position, _, _, _, block in views]
+
+
+_View = tuple[int, int, int, int, np.ndarray]  # position, view, quality, impression, minutiae
+
+
+def _read(data: bytes) -> tuple[list[_View], tuple[int, int, int, int]]:
     r = Reader(data)
     if r.take(8, "identifier and version") != MAGIC:
         raise TemplateFormatError("not an ISO/IEC 19794-2:2011 record", 0)
@@ -54,13 +77,11 @@ def read(data: bytes) -> MinutiaeTemplate:
     if r.pos != length:
         raise r.fail(f"{length - r.pos} bytes left after the last representation")
     assert geometry is not None
-    width, height, res_x, res_y = geometry
-    return MinutiaeTemplate(width, height, tuple(views), res_x, res_y)
+    return views, geometry
 
 
-def _read_representation(
-    r: Reader, certified: bool
-) -> tuple[FingerView, tuple[int, int, int, int]]:
+def _read_representation(r: Reader, certified: bool
+                         ) -> tuple[_View, tuple[int, int, int, int]]:
     start = r.pos
     length = r.u32("representation length")
     end = start + length
@@ -102,29 +123,57 @@ def _read_representation(
         raise rep.fail(f"minutia field length {size} is not 5 or 6")
     if ending > 1:
         raise rep.fail(f"ridge-ending type {ending} is not 0 or 1")
-    minutiae = tuple(_read_minutia(rep, width, height, size) for _ in range(rep.u8(
-        "number of minutiae")))
+    block = _minutiae_block(rep, width, height, size, rep.u8("number of minutiae"))
     rep.take(rep.u16("extended data block length"), "extended data block")
     if rep.pos != end:
         raise rep.fail(f"{end - rep.pos} bytes left at the end of the representation")
     r.pos = end
-    view = FingerView(position=position, minutiae=minutiae, quality=quality,
-                      view=number & 0x0F, impression=impression)
-    return view, (width, height, res_x, res_y)
+    return (position, number & 0x0F, quality, impression, block), (width, height, res_x, res_y)
 
 
-def _read_minutia(r: Reader, width: int, height: int, size: int) -> Minutia:
-    if size == 6:
-        return read_minutia(r, width, height, ANGLE_UNIT, ANGLE_CODES,
-                            {QUALITY_NOT_REPORTED, QUALITY_FAILED})
-    # 5-byte form: no quality byte. Read through a 6-byte view of it.
-    chunk = r.take(5, "minutia") + bytes([QUALITY_NOT_REPORTED])
-    inner = Reader(chunk)
-    try:
-        return read_minutia(inner, width, height, ANGLE_UNIT, ANGLE_CODES,
-                            {QUALITY_NOT_REPORTED})
-    except TemplateFormatError as exc:
-        raise TemplateFormatError(str(exc).rsplit(" (at byte", 1)[0], r.pos - 5) from None
+def _minutiae_block(r: Reader, width: int, height: int, size: int, count: int
+                    ) -> np.ndarray:
+    """The minutiae as rows of (type, x, y, angle code, quality), every field checked.
+
+    Decoded as one array rather than minutia by minutia: a node reads every stored
+    template when it builds its 1:N index at start-up, and field by field in Python that
+    took about 1 ms a record (100 s at 100,000 fingers)."""
+    start = r.pos
+    raw = np.frombuffer(r.take(count * size, f"{count} minutiae of {size} bytes"),
+                        dtype=np.uint8).reshape(count, size).astype(np.int64)
+    block = np.empty((count, 5), dtype=np.int64)
+    block[:, 0] = raw[:, 0] >> 6
+    block[:, 1] = ((raw[:, 0] & 0x3F) << 8) | raw[:, 1]
+    block[:, 2] = ((raw[:, 2] & 0x3F) << 8) | raw[:, 3]  # the top two bits are reserved
+    block[:, 3] = raw[:, 4]
+    block[:, 4] = raw[:, 5] if size == 6 else QUALITY_NOT_REPORTED
+    absent = (block[:, 4] == QUALITY_NOT_REPORTED) | (
+        (block[:, 4] == QUALITY_FAILED) if size == 6 else False)
+    problems = (
+        (block[:, 0] == 3, lambda m: "type code 3 is reserved"),
+        ((block[:, 1] >= width) | (block[:, 2] >= height),
+         lambda m: f"({m[1]}, {m[2]}) outside the {width}x{height} image"),
+        (block[:, 3] >= ANGLE_CODES, lambda m: f"angle code {m[3]} above {ANGLE_CODES - 1}"),
+        ((block[:, 4] > 100) & ~absent, lambda m: f"quality {m[4]} above 100"),
+    )
+    failing = np.zeros(count, dtype=bool)
+    for rows, _ in problems:
+        failing |= rows
+    if failing.any():
+        i = int(np.argmax(failing))  # the first bad minutia, and its first bad field
+        for rows, say in problems:
+            if rows[i]:
+                at = start + i * size
+                raise TemplateFormatError(f"minutia at byte {at}: {say(block[i].tolist())}",
+                                          at + size)
+    block[absent, 4] = 0
+    return block
+
+
+def _minutiae(block: np.ndarray) -> tuple[Minutia, ...]:
+    return tuple(Minutia(x=x, y=y, angle=(code * ANGLE_UNIT) % 360, type=MinutiaType(kind),
+                         quality=quality or None)
+                 for kind, x, y, code, quality in block.tolist())
 
 
 def write(t: MinutiaeTemplate) -> bytes:

@@ -1,6 +1,7 @@
 """Checks: submitted by officers to a partner, reviewed and decided by supervisors."""
 
 
+import asyncio
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -99,6 +100,10 @@ class DecisionIn(BaseModel):
     reason: str | None = Field(None, max_length=2000)
 
 
+MAX_WAIT_S = 60.0
+RECHECK_S = 1.0
+
+
 def out(view: CheckView) -> CheckOut:
     return CheckOut.model_validate(view)
 
@@ -131,6 +136,7 @@ def router(ctx: Context) -> APIRouter:
 
         view = await ctx.run(work)
         ctx.wake_sender()
+        ctx.changes.fire()
         return out(view)
 
     @r.get("", response_model=list[CheckOut])
@@ -142,11 +148,28 @@ def router(ctx: Context) -> APIRouter:
         return [out(v) for v in await ctx.run(checks.recent, side, state, limit)]
 
     @r.get("/{check_id}", response_model=CheckOut)
-    async def get(check_id: str, actor: Either) -> CheckOut:
-        view = await ctx.run(checks.get, check_id)
-        if view is None:
-            raise NotFound(f"check: {check_id!r} is not a check of this node")
-        return out(view)
+    async def get(check_id: str, actor: Either,
+                  changed_from: str | None = Query(
+                      None, max_length=32, description="A long poll: answer once the check "
+                      "is no longer in this state (the one last seen), or after `wait`."),
+                  wait: float = Query(0, ge=0, le=MAX_WAIT_S, description="Seconds to wait "
+                                      "for a change of state, with `changed_from`.")
+                  ) -> CheckOut:
+        """One check. With `changed_from` and `wait`, the answer waits until the check
+        leaves that state (an answer arrives, a review ends...) or `wait` seconds pass,
+        so that following a check costs one request per change, not a poll a second."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            view = await ctx.run(checks.get, check_id)
+            if view is None:
+                raise NotFound(f"check: {check_id!r} is not a check of this node")
+            left = deadline - loop.time()
+            if changed_from is None or view.state != changed_from or left <= 0:
+                return out(view)
+            # Re-read at least every RECHECK_S: a change made by another process (a CLI
+            # run beside the node) fires no signal here.
+            await ctx.changes.wait(min(left, RECHECK_S))
 
     @r.post("/{check_id}/disclosure-request", response_model=CheckOut)
     async def request_disclosure(check_id: str, req: DisclosureRequestIn,
@@ -156,23 +179,28 @@ def router(ctx: Context) -> APIRouter:
         view = await ctx.run(checks.request_disclosure, actor, check_id, req.candidate,
                              req.categories, req.justification)
         ctx.wake_sender()
+        ctx.changes.fire()
         return out(view)
 
     @r.post("/{check_id}/cancel", response_model=CheckOut)
     async def cancel(check_id: str, req: ReasonIn, actor: Either) -> CheckOut:
         view = await ctx.run(checks.cancel, actor, check_id, req.reason)
         ctx.wake_sender()
+        ctx.changes.fire()
         return out(view)
 
     @r.post("/{check_id}/close", response_model=CheckOut)
     async def close(check_id: str, actor: Either) -> CheckOut:
-        return out(await ctx.run(checks.close, actor, check_id))
+        view = await ctx.run(checks.close, actor, check_id)
+        ctx.changes.fire()
+        return out(view)
 
     @r.post("/{check_id}/release", response_model=CheckOut)
     async def release(check_id: str, actor: Supervisor) -> CheckOut:
         """Review mode: let a partner's held request be matched and answered."""
         view = await ctx.run(checks.release, actor, check_id)
         ctx.wake_sender()
+        ctx.changes.fire()
         return out(view)
 
     @r.post("/{check_id}/reject", response_model=CheckOut)
@@ -180,6 +208,7 @@ def router(ctx: Context) -> APIRouter:
         """Review mode: refuse a partner's held request; its probe is destroyed."""
         view = await ctx.run(checks.reject, actor, check_id, req.reason)
         ctx.wake_sender()
+        ctx.changes.fire()
         return out(view)
 
     @r.post("/{check_id}/decision", response_model=CheckOut)
@@ -188,6 +217,7 @@ def router(ctx: Context) -> APIRouter:
         or none (with a reason)."""
         view = await ctx.run(checks.decide, actor, check_id, req.approve, req.reason)
         ctx.wake_sender()
+        ctx.changes.fire()
         return out(view)
 
     return r

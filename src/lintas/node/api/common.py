@@ -8,8 +8,10 @@ objects check the role again (`lintas.node.users.require_role`): two locks, one 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends
@@ -58,6 +60,24 @@ bearer = HTTPBearer(auto_error=False, description="A user's API token (`lintas u
                                                   "init`)")
 
 
+class Changes:
+    """A signal, in the event loop, that checks may have changed state: fired after the
+    mailbox loop stores what arrived and after the check worker moves a check, so that
+    a long poll (`GET /api/v1/checks/{id}?changed_from=`) answers at once instead of
+    being asked again and again."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def fire(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+
+
 @dataclass
 class Context:
     """What the routes need: the node's parts and the loops' wake-up calls."""
@@ -65,6 +85,7 @@ class Context:
     services: Services
     wake_sender: Callable[[], None]
     wake_worker: Callable[[], None]
+    changes: Changes = field(default_factory=Changes)
 
     def allow(self, *roles: str) -> Any:
         """A dependency giving the caller, refused unless in one of `roles`."""

@@ -13,7 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from lintas.biometrics.images import load_image
 from lintas.node.app import create_app
+from lintas.node.gallery import Gallery
 from lintas.node.runtime import Node
 from lintas.node.users import Principal
 from tests.conftest import HubFixture, ServerThread
@@ -31,6 +33,7 @@ def backend(request: pytest.FixtureRequest) -> str:  # the domain tests cover Po
 class Api:
     url: str
     tokens: dict[str, str]
+    node: Node | None = None  # the served node, for what happens beside its API
 
     def call(self, role: str, method: str, path: str, **kw: Any) -> httpx.Response:
         return httpx.request(method, self.url + path, timeout=60,
@@ -63,9 +66,10 @@ def served(node: Node) -> tuple[ServerThread, dict[str, str]]:
 
 @pytest.fixture
 def apis(hub: HubFixture, make_node: Callable[..., Node]) -> Iterator[tuple[Api, Api]]:
-    (a, a_tokens), (i, i_tokens) = served(make_node("AUS")), served(make_node("IDN"))
+    aus_node, idn_node = make_node("AUS"), make_node("IDN")
+    (a, a_tokens), (i, i_tokens) = served(aus_node), served(idn_node)
     with a as a_server, i as i_server:
-        yield Api(a_server.url, a_tokens), Api(i_server.url, i_tokens)
+        yield Api(a_server.url, a_tokens, aus_node), Api(i_server.url, i_tokens, idn_node)
 
 
 def tif(fvc2004: Path, name: str) -> str:
@@ -224,3 +228,24 @@ def test_following_a_check_by_long_poll(apis: tuple[Api, Api]) -> None:
     r = aus.call("supervisor", "GET", "/api/v1/checks/no-such-check",
                  params={"changed_from": "hit", "wait": 5})
     assert r.status_code == 404
+
+
+def test_a_person_enrolled_beside_the_serving_node_is_found(
+        apis: tuple[Api, Api], fvc2004: Path) -> None:
+    """`lintas gallery enrol` on the node's machine writes to its database from another
+    process; the serving node's 1:N index follows within its next round of work."""
+    aus, idn = apis
+    agree(aus, idn)
+    assert idn.node is not None
+    beside = Gallery(idn.node.db)  # what another process would do: no shared listeners
+    print_ = load_image((fvc2004 / "DB3_B" / "104_1.tif").read_bytes(), ppi=512)
+    assert beside.enrol("104", [(2, print_)]).enrolled
+    check = settled(aus, "officer", submit(aus, fingers=[finger(fvc2004, "104_4")])["id"],
+                    {"hit", "no_hit", "refused"})
+    assert check["state"] == "hit"
+    assert idn.ok("supervisor", "GET", f"/api/v1/checks/{check['id']}")["candidates"][0][
+        "reference"] == "104"
+    beside.delete("104")
+    check = settled(aus, "officer", submit(aus, fingers=[finger(fvc2004, "104_4")])["id"],
+                    {"hit", "no_hit", "refused"})
+    assert check["state"] == "no_hit"

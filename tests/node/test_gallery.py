@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -270,3 +271,46 @@ def test_persons_compared_in_full_after_the_index() -> None:
     assert _to_compare(evidence, 1, 1, None) == ["a", "b", "c", "d"]
     # Nobody plausible: still the `limit` best, so that a no-hit costs what a hit costs.
     assert _to_compare({"x": 0.2, "y": 0.1, "z": 0.05, "w": 0.0}, 1, 3, 1e-3) == ["x", "y", "z"]
+
+
+def test_changes_made_by_another_process_reach_the_index(
+        gallery: Gallery, prints: dict[tuple[str, int], MinutiaeTemplate]) -> None:
+    """A `lintas gallery` command beside a serving node, or a second node process on the
+    same database, is another Gallery object: its changes come through the journal."""
+    first, second, third, fourth, fifth = PERSONS[:5]
+    for person in (first, second, third):
+        gallery.enrol(person, [(1, prints[person, 1])])
+    assert gallery.use_index() == 3
+    assert gallery.sync_index() == 0, "what the index was built from is not replayed"
+    other = Gallery(gallery.db)
+
+    def found(person: str, by: str | None = None) -> list[str]:
+        return [c.reference for c in gallery.search(probe(prints[by or person, 3]), limit=3,
+                                                    max_fmr=1e-3)]
+
+    other.enrol(fourth, [(1, prints[fourth, 1])])
+    assert fourth not in found(fourth), "not yet: the index has not seen the change"
+    assert gallery.sync_index() == 1
+    assert found(fourth)[:1] == [fourth]
+    assert gallery.sync_index() == 0
+    gallery.enrol(fifth, [(1, prints[fifth, 1])])  # its own change: applied at once
+    assert gallery.sync_index() == 0 and found(fifth)[:1] == [fifth]
+
+    other.delete(first)
+    # Re-enrolled with another person's print: on SQLite the new finger takes the id
+    # the old one had, so only re-reading the stored record gets it right.
+    other.enrol(second, [(1, prints[third, 2])], replace=True)
+    assert gallery.sync_index() == 3  # first's finger, second's old and new one
+    assert first not in found(first)
+    plain = Gallery(gallery.db)
+    for person in PERSONS[:5]:
+        indexed = gallery.search(probe(prints[person, 3]), limit=3)
+        exhaustive = plain.search(probe(prints[person, 3]), limit=3)
+        assert [(c.reference, c.fmr) for c in indexed] == \
+            [(c.reference, c.fmr) for c in exhaustive[:len(indexed)]]
+    assert set(found(third)) == {second, third}
+
+    # Pruned journal: new changes still come through.
+    assert gallery.prune_journal(keep=timedelta(0)) == 8  # every change so far
+    other.delete(third)
+    assert gallery.sync_index() == 1 and third not in found(third)

@@ -37,7 +37,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 import numpy as np
@@ -58,7 +58,7 @@ from lintas.biometrics.matching import (
 )
 from lintas.biometrics.minutiae import PPCM_500_PPI, FingerView, MinutiaeTemplate
 from lintas.biometrics.quality import DEFAULT_ADVICE, Purpose, QualityPolicy, nfiq2
-from lintas.node.models import GalleryFinger, GalleryPerson
+from lintas.node.models import GalleryChange, GalleryFinger, GalleryPerson
 from lintas.storage import Database, utcnow
 
 MIN_MINUTIAE = 8
@@ -68,6 +68,9 @@ MAX_FINGERS_PER_PERSON = 100
 TEMPLATE_FORMAT = formats.ISO_2011
 PLAUSIBLE_MARGIN = 2.0  # decades of FMR: see _to_compare
 INDEX_BATCH = 5000  # fingers read and indexed at once when the index is built
+JOURNAL_LOOKBACK = 1000  # journal ids re-read behind the newest seen (sync_index)
+JOURNAL_BATCH = 20000  # journal entries applied by one sync_index call at most
+JOURNAL_KEEP = timedelta(days=1)
 
 FINGER_NAMES = {1: "right thumb", 2: "right index", 3: "right middle", 4: "right ring",
                 5: "right little", 6: "left thumb", 7: "left index", 8: "left middle",
@@ -222,6 +225,10 @@ class Gallery:
         # The API enrols and searches from several threads at once; the shards are not
         # safe to change while another thread reads them.
         self._index_lock = threading.RLock()
+        # The journal of changes (GalleryChange) as this index has followed it: every
+        # change up to `_cursor` is applied, and of those after it, `_applied`.
+        self._cursor = 0
+        self._applied: set[int] = set()
 
     # --- the 1:N index ----------------------------------------------------------------
 
@@ -230,30 +237,40 @@ class Gallery:
         persisted templates, keep it up to date on this object's enrolments and
         deletions, and let `search` prune with it. Returns the fingers indexed.
 
-        Changes made by another process (a CLI run beside a serving node) reach the index
-        only when it is rebuilt, e.g. at the node's next start."""
+        Changes made by another process (a CLI run beside a serving node, another node
+        process on the same database) reach the index through `sync_index`."""
         with self._index_lock:
             self._index, self._owners = {}, {}
-            # Only the minutiae are decoded (the index builds its own key cylinders), and
-            # each batch is built at once on all cores: at 100,000 fingers, finger by
-            # finger through `prepare` took 160 s of a node's start-up.
+            with self.db.session() as s:  # before the fingers: a change made while they
+                # are read is replayed by the next sync_index, not lost
+                self._cursor = int(s.scalar(select(func.max(GalleryChange.id))) or 0)
+                self._applied = set(s.scalars(select(GalleryChange.id).where(
+                    GalleryChange.id > self._cursor - JOURNAL_LOOKBACK)))
             for rows in self._batches(INDEX_BATCH):
-                by_position: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
-                for finger_id, reference, position, _, record in rows:
-                    (_, minutiae), *_ = read_minutiae(record)
-                    by_position[position].append((finger_id, minutiae))
-                    self._owners[finger_id] = (position, reference)
-                for position, fingers in by_position.items():
-                    stacked = np.concatenate([m for _, m in fingers])
-                    self._index.setdefault(position, IndexShard()).add_many(
-                        np.array([finger_id for finger_id, _ in fingers], dtype=np.int64),
-                        # as `matching.prepare` takes them: y up, radians
-                        stacked[:, 0], -stacked[:, 1], np.radians(stacked[:, 2]),
-                        np.cumsum([0] + [len(m) for _, m in fingers]))
+                self._index_records([(f, ref, pos, rec) for f, ref, pos, _, rec in rows])
             if self._index_add not in self._on_enrol:
                 self.on_enrol(self._index_add)
                 self.on_delete(self._index_remove)
             return len(self._owners)
+
+    def _index_records(self, rows: list[tuple[int, str, int, bytes]]) -> None:
+        """Index stored fingers (id, reference, position, ISO record) not yet indexed.
+        Only the minutiae are decoded (the index builds its own key cylinders), and the
+        fingers are built at once on all cores: at 100,000 fingers, one by one through
+        `prepare` took 160 s of a node's start-up."""
+        assert self._index is not None
+        by_position: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
+        for finger_id, reference, position, record in rows:
+            (_, minutiae), *_ = read_minutiae(record)
+            by_position[position].append((finger_id, minutiae))
+            self._owners[finger_id] = (position, reference)
+        for position, fingers in by_position.items():
+            stacked = np.concatenate([m for _, m in fingers])
+            self._index.setdefault(position, IndexShard()).add_many(
+                np.array([finger_id for finger_id, _ in fingers], dtype=np.int64),
+                # as `matching.prepare` takes them: y up, radians
+                stacked[:, 0], -stacked[:, 1], np.radians(stacked[:, 2]),
+                np.cumsum([0] + [len(m) for _, m in fingers]))
 
     def _index_add(self, templates: list[GalleryTemplate]) -> None:
         with self._index_lock:
@@ -271,6 +288,54 @@ class Gallery:
                 owner = self._owners.pop(finger_id, None)
                 if owner is not None:
                     self._index[owner[0]].remove(finger_id)
+
+    def sync_index(self) -> int:
+        """Apply to the index the gallery changes that other processes committed since the
+        last call (this object's own reach it at once); returns the fingers re-read.
+        Cheap when nothing changed: one indexed query. The changes a little before the
+        last one seen are read again, because on PostgreSQL a change can commit after
+        one with a higher id; those already applied are skipped."""
+        if self._index is None:
+            return 0
+        with self.db.session() as s:
+            changes = s.execute(select(GalleryChange.id, GalleryChange.finger_id)
+                                .where(GalleryChange.id > self._cursor - JOURNAL_LOOKBACK)
+                                .order_by(GalleryChange.id).limit(JOURNAL_BATCH)).all()
+        fresh = [(int(i), int(f)) for i, f in changes if i not in self._applied]
+        if not fresh:
+            return 0
+        changed = sorted({f for _, f in fresh})
+        current: dict[int, tuple[int, str, int, bytes]] = {}
+        for first in range(0, len(changed), 500):
+            with self.db.session() as s:
+                for finger_id, reference, position, record in s.execute(
+                        select(GalleryFinger.id, GalleryPerson.reference,
+                               GalleryFinger.position, GalleryFinger.template)
+                        .join(GalleryPerson, GalleryPerson.id == GalleryFinger.person_id)
+                        .where(GalleryFinger.id.in_(changed[first:first + 500]))):
+                    current[int(finger_id)] = (int(finger_id), str(reference), int(position),
+                                               bytes(record))
+        with self._index_lock:
+            if self._index is None:
+                return 0
+            # What the database holds now decides: a finger still there is (re-)indexed
+            # as stored, one gone is removed, whatever order the changes came in.
+            self._index_remove(changed)
+            self._index_records(list(current.values()))
+            self._applied.update(i for i, _ in fresh)
+            # Only here does the cursor move: past every entry read, so the next call
+            # starts from there (less the look-back) however many changes came at once.
+            self._cursor = max(self._cursor, int(changes[-1][0]))
+            floor = self._cursor - JOURNAL_LOOKBACK
+            self._applied = {i for i in self._applied if i > floor}
+        return len(changed)
+
+    def _mark_applied(self, change_ids: list[int]) -> None:
+        """This object's own committed changes, already in its index through the
+        listeners: sync_index skips them."""
+        with self._index_lock:
+            if self._index is not None:
+                self._applied.update(change_ids)
 
     def _shortlisted(self, probe: Mapping[int, MatchTemplate], limit: int
                      ) -> dict[str, float] | None:
@@ -343,9 +408,10 @@ class Gallery:
                     s.execute(delete(GalleryFinger).where(GalleryFinger.person_id == person.id))
                     person.label, person.updated_at = label, now
                 rows = self._insert(s, person.id, checked, now)
+                journal = self._journal(s, removed + [r.id for r in rows], now)
         except IntegrityError:  # another process enrolled the same reference meanwhile
             raise DuplicateReference(_known(reference)) from None
-        return self._done(reference, rows, checked, rejected, removed)
+        return self._done(reference, rows, checked, rejected, removed, journal)
 
     def update(self, reference: str, fingers: Sequence[tuple[int, Sample]],
                partial: bool = False) -> EnrolResult:
@@ -368,7 +434,8 @@ class Gallery:
             s.execute(delete(GalleryFinger).where(which))
             person.updated_at = now
             rows = self._insert(s, person.id, checked, now)
-        return self._done(reference, rows, checked, rejected, removed)
+            journal = self._journal(s, removed + [r.id for r in rows], now)
+        return self._done(reference, rows, checked, rejected, removed, journal)
 
     def delete(self, reference: str) -> int:
         """Remove a person and (by the foreign key's ON DELETE CASCADE) all their fingers;
@@ -382,7 +449,9 @@ class Gallery:
             removed = list(s.scalars(select(GalleryFinger.id)
                                      .where(GalleryFinger.person_id == person_id)))
             s.execute(delete(GalleryPerson).where(GalleryPerson.id == person_id))
+            journal = self._journal(s, removed, utcnow())
         self._notify(removed, [])
+        self._mark_applied(journal)
         return len(removed)
 
     def _refuse_known(self, reference: str) -> None:
@@ -406,11 +475,29 @@ class Gallery:
         s.flush()  # assigns the ids
         return rows
 
+    @staticmethod
+    def _journal(s: Session, finger_ids: list[int], now: datetime) -> list[int]:
+        """Record in the journal, in the transaction that makes them, the fingers added
+        and removed; returns the journal ids (marked applied only after the commit)."""
+        changes = [GalleryChange(finger_id=f, at=now) for f in finger_ids]
+        s.add_all(changes)
+        s.flush()
+        return [c.id for c in changes]
+
+    def prune_journal(self, keep: timedelta = JOURNAL_KEEP) -> int:
+        """Delete journal entries older than `keep` (a serving process follows the
+        journal every second; a process that starts later reads the whole gallery)."""
+        with self.db.session() as s:
+            result = s.execute(delete(GalleryChange).where(GalleryChange.at < utcnow() - keep))
+            return int(getattr(result, "rowcount", 0) or 0)
+
     def _done(self, reference: str, rows: list[GalleryFinger], checked: list[_Checked],
-              rejected: list[Rejection], removed: list[int]) -> EnrolResult:
+              rejected: list[Rejection], removed: list[int], journal: list[int]
+              ) -> EnrolResult:
         added = [GalleryTemplate(r.id, reference, r.position, c.template)
                  for r, c in zip(rows, checked, strict=True)]
         self._notify(removed, added)
+        self._mark_applied(journal)
         return EnrolResult(
             reference, True,
             tuple(EnrolledFinger(r.id, r.position, r.impression, r.nfiq2, r.minutiae_count)

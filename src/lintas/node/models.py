@@ -126,6 +126,20 @@ class GalleryFinger(Base):
     )
 
 
+class GalleryChange(Base):
+    """A finger enrolled or removed, in commit order: every process serving this gallery
+    replays the changes it did not make itself into its 1:N index (`Gallery.sync_index`),
+    so a `lintas gallery` command run beside a serving node, or another node process on
+    the same PostgreSQL database, is searched within a second. Kept for a day."""
+
+    __tablename__ = "gallery_changes"
+    # AUTOINCREMENT on SQLite: an id is never reused, even after the newest row is pruned.
+    __table_args__ = ({"sqlite_autoincrement": True},)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    finger_id: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 class AuditRecord(Base):
     """One entry of the audit trail (`lintas.audit.chain`): never biometric data."""
 

@@ -8,8 +8,10 @@ enrolment through the API reaches the running index at once.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lintas.node.agreements import Agreements
 from lintas.node.checks import Checks
@@ -18,6 +20,8 @@ from lintas.node.gallery import EnrolResult, Gallery, Sample
 from lintas.node.imports import GalleryImports
 from lintas.node.runtime import Node
 from lintas.node.users import Principal, require_role
+
+PRUNE_EVERY_S = 600.0  # how often the gallery journal loses its day-old entries
 
 
 @dataclass
@@ -28,6 +32,7 @@ class Services:
     agreements: Agreements
     checks: Checks
     imports: GalleryImports
+    _pruned: float = field(default=-math.inf, repr=False)  # monotonic time of the last prune
 
     @classmethod
     def open(cls, node: Node, index: bool = True) -> Services:
@@ -42,8 +47,14 @@ class Services:
         return cls(node, gallery, register, agreements, checks, GalleryImports(node, gallery))
 
     def work(self) -> int:
-        """One round of scheduled work (matching waiting probes, following the hub's
-        verdicts, expiry, the retention purge); how many checks moved."""
+        """One round of scheduled work: the gallery changes other processes made reach
+        the 1:N index first, then the checks move (matching waiting probes, following the
+        hub's verdicts, expiry, the retention purge); returns how many checks moved."""
+        self.gallery.sync_index()
+        now = time.monotonic()
+        if now - self._pruned >= PRUNE_EVERY_S:
+            self._pruned = now
+            self.gallery.prune_journal()
         return self.checks.process()
 
     # --- the gallery, as a node user changes it (audited) -----------------------------

@@ -92,7 +92,9 @@ def test_the_index_proposes_the_same_persons_and_follows_changes(
         gallery: Gallery, prints: dict[tuple[str, int], MinutiaeTemplate]) -> None:
     for person in PERSONS[:4]:
         gallery.enrol(person, [(1, prints[person, 1]), (1, prints[person, 2])])
-    assert gallery.use_index() == 8  # built from what is persisted
+    reported: list[tuple[int, int]] = []
+    assert gallery.use_index(lambda done, total: reported.append((done, total))) == 8
+    assert reported == [(8, 8)]  # built from what is persisted, one batch
     plain = Gallery(gallery.db)
     for person in PERSONS[:4]:
         indexed = gallery.search(probe(prints[person, 3]), limit=2)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,6 +18,9 @@ from lintas.node.hub_client import HubClient
 from lintas.node.runtime import Node, init_node, rotate_node_keys
 from lintas.protocol.members import member_kind
 from lintas.storage import Database
+
+if TYPE_CHECKING:
+    from lintas.node.services import Services
 
 app = typer.Typer(help="Set up and run a member's national node.", no_args_is_help=True)
 
@@ -165,6 +170,27 @@ def serve(
     database = node_database(_db_url(data_dir, db))
     database.require_current("node")
     node = Node(database, read_passphrase("LINTAS_NODE"))
+    services = _open_services(node)
     console.print(f"node {node.member} listening on http://{host}:{port}; hub {node.hub_url}")
-    uvicorn.run(create_app(node, audit_head_every=audit_head_every), host=host, port=port,
+    uvicorn.run(create_app(services, audit_head_every=audit_head_every), host=host, port=port,
                 log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+
+
+def _open_services(node: Node) -> Services:
+    """The node's parts, with the 1:N index built from the gallery before the API
+    listens: a progress bar on a terminal, and a log line when done."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from lintas.node.services import Services
+
+    started = time.monotonic()
+    with Progress("building the 1:N index", BarColumn(), MofNCompleteColumn(), "fingers",
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("index", total=None)
+        services = Services.open(node, progress=lambda done, total: bar.update(
+            task, completed=done, total=total))
+    fingers = services.gallery.finger_count()
+    message = f"1:N index of {fingers:,} fingers built in {time.monotonic() - started:.1f} s"
+    logging.getLogger("lintas.node").info(message)
+    console.print(message)
+    return services

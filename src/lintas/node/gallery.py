@@ -232,10 +232,11 @@ class Gallery:
 
     # --- the 1:N index ----------------------------------------------------------------
 
-    def use_index(self) -> int:
+    def use_index(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Build the in-memory 1:N index (one shard per finger position) from the
         persisted templates, keep it up to date on this object's enrolments and
         deletions, and let `search` prune with it. Returns the fingers indexed.
+        `progress(done, total)` is called after each batch of fingers.
 
         Changes made by another process (a CLI run beside a serving node, another node
         process on the same database) reach the index through `sync_index`."""
@@ -246,8 +247,11 @@ class Gallery:
                 self._cursor = int(s.scalar(select(func.max(GalleryChange.id))) or 0)
                 self._applied = set(s.scalars(select(GalleryChange.id).where(
                     GalleryChange.id > self._cursor - JOURNAL_LOOKBACK)))
+            total = self.finger_count()
             for rows in self._batches(INDEX_BATCH):
                 self._index_records([(f, ref, pos, rec) for f, ref, pos, _, rec in rows])
+                if progress is not None:
+                    progress(len(self._owners), max(total, len(self._owners)))
             if self._index_add not in self._on_enrol:
                 self.on_enrol(self._index_add)
                 self.on_delete(self._index_remove)

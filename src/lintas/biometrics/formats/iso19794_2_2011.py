@@ -136,8 +136,9 @@ def _minutiae_block(r: Reader, width: int, height: int, size: int, count: int
     """The minutiae as rows of (type, x, y, angle code, quality), every field checked.
 
     Decoded as one array rather than minutia by minutia: a node reads every stored
-    template when it builds its 1:N index at start-up, and field by field in Python that
-    took about 1 ms a record (100 s at 100,000 fingers)."""
+    template when it builds its 1:N index at start-up. Measured on 5,000 stored records
+    of about 70 minutiae: `read` 211 -> 164 us a record, `read_minutiae` (no `Minutia`
+    objects) 37 us, so 100,000 records take about 4 s instead of 21 s."""
     start = r.pos
     raw = np.frombuffer(r.take(count * size, f"{count} minutiae of {size} bytes"),
                         dtype=np.uint8).reshape(count, size).astype(np.int64)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from lintas.biometrics import formats
 from lintas.biometrics.extraction import extract_template
@@ -25,7 +26,7 @@ from lintas.node.gallery import (
     UnknownReference,
     _to_compare,
 )
-from lintas.node.models import GalleryFinger
+from lintas.node.models import GalleryChange, GalleryFinger, GalleryPerson
 from lintas.storage import Database
 
 PERSONS = tuple(str(p) for p in range(101, 107))  # FVC2004 DB3_B, a 512 ppi sensor
@@ -316,3 +317,43 @@ def test_changes_made_by_another_process_reach_the_index(
     assert gallery.prune_journal(keep=timedelta(0)) == 8  # every change so far
     other.delete(third)
     assert gallery.sync_index() == 1 and third not in found(third)
+
+
+def test_a_change_committed_after_a_later_one_is_not_lost(
+        new_db_url: Callable[[str], str],
+        prints: dict[tuple[str, int], MinutiaeTemplate]) -> None:
+    """On PostgreSQL, ids come from a sequence when a row is inserted, not when it is
+    committed: a slow enrolment can commit after a quicker one with a higher journal id.
+    The look-back of sync_index must still pick it up. (SQLite has one writer at a time:
+    there, journal ids commit in order.)"""
+    database = node_database(new_db_url("postgresql"))
+    database.upgrade()
+    gallery = Gallery(database)
+    slow_person, quick_person = PERSONS[0], PERSONS[1]
+    gallery.enrol(PERSONS[2], [(1, prints[PERSONS[2], 1])])
+    gallery.use_index()
+    record = formats.write(prints[slow_person, 1], formats.ISO_2011)
+    slow = Session(gallery.db.engine)
+    try:  # an enrolment by another process, written but not yet committed
+        now = datetime.now(UTC)
+        person = GalleryPerson(reference=slow_person, label=None, created_at=now,
+                               updated_at=now)
+        slow.add(person)
+        slow.flush()
+        finger = GalleryFinger(person_id=person.id, position=1, impression=1,
+                               template=record, nfiq2=None, minutiae_count=len(
+                                   prints[slow_person, 1].views[0].minutiae), created_at=now)
+        slow.add(finger)
+        slow.flush()
+        change = GalleryChange(finger_id=finger.id, at=now)
+        slow.add(change)
+        slow.flush()
+        Gallery(gallery.db).enrol(quick_person, [(1, prints[quick_person, 1])])
+        assert gallery.sync_index() == 1  # the quick one; the slow one is not visible yet
+        slow.commit()
+    finally:
+        slow.close()
+    assert gallery.sync_index() == 1  # the slow one, behind the newest id seen
+    for person in (slow_person, quick_person):
+        assert [c.reference for c in gallery.search(probe(prints[person, 3]), limit=1)] == [
+            person]

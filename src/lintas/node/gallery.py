@@ -309,7 +309,7 @@ class Gallery:
         if not fresh:
             return 0
         changed = sorted({f for _, f in fresh})
-        current: dict[int, tuple[int, str, int, bytes]] = {}
+        current: list[tuple[int, str, int, bytes]] = []  # the changed fingers still stored
         for first in range(0, len(changed), 500):
             with self.db.session() as s:
                 for finger_id, reference, position, record in s.execute(
@@ -317,15 +317,15 @@ class Gallery:
                                GalleryFinger.position, GalleryFinger.template)
                         .join(GalleryPerson, GalleryPerson.id == GalleryFinger.person_id)
                         .where(GalleryFinger.id.in_(changed[first:first + 500]))):
-                    current[int(finger_id)] = (int(finger_id), str(reference), int(position),
-                                               bytes(record))
+                    current.append((int(finger_id), str(reference), int(position),
+                                    bytes(record)))
         with self._index_lock:
             if self._index is None:
                 return 0
             # What the database holds now decides: a finger still there is (re-)indexed
             # as stored, one gone is removed, whatever order the changes came in.
             self._index_remove(changed)
-            self._index_records(list(current.values()))
+            self._index_records(current)
             self._applied.update(i for i, _ in fresh)
             # Only here does the cursor move: past every entry read, so the next call
             # starts from there (less the look-back) however many changes came at once.

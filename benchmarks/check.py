@@ -18,11 +18,12 @@ them (the hardest case for a one-finger probe):
   databases used except the last --held-out of each), enrolled through `Gallery.enrol`
   as ISO/IEC 19794-2:2011 templates extracted with the node's own MINDTCT extraction;
 - SYNTHETIC: every other finger, made from the real templates just enrolled (never from
-  a probe's impression) by `benchmarks/fingerprint.py`'s `synthetic_finger` (mirrored
-  half the time, smoothly warped, 15 % minutiae dropped: new fingers with realistic
-  minutiae layouts) and inserted in bulk as valid ISO records with the same columns the
-  gallery writes (a sample is read back through `Gallery.iter_templates`; the
-  responder's index build reads them all).
+  a probe's impression) by `benchmarks/fingerprint.py`'s `synthetic_finger` (mirrored,
+  smoothly warped, 15 % minutiae dropped: new fingers with realistic minutiae layouts;
+  until 2026-12-06 half were unmirrored, copies of the enrolled fingers themselves) and
+  inserted in bulk as valid ISO records with the same columns the gallery writes (a
+  sample is read back through `Gallery.iter_templates`; the responder's index build
+  reads them all).
 The held-out fingers are neither in the gallery nor a source of synthetic fingers.
 
 Probes are REAL impressions, submitted by an officer through AUS's REST API
@@ -272,7 +273,8 @@ def fill_gallery(db: Database, fingers: list[RealFinger], size: int, seed: int
     if real > size:
         raise BenchError(f"--gallery {size} is smaller than the {real} real fingers")
     # Only the enrolled impressions: a synthetic finger made from a probe's own impression
-    # would be a closer "mate" to it than the real one.
+    # would be a closer "mate" to it than the real one (and synthetic_finger mirrors, so
+    # that a copy of an enrolled impression is not a second mate either).
     sources = [matching.prepare(formats.read(f.usable()[0].record or b"",
                                              formats.ISO_2011).views[0])
                for f in fingers if f.mated and f.usable()]

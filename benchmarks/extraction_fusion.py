@@ -61,8 +61,7 @@ def parse_fusion(text: str) -> list[str]:
 def templates(folder: Path, name: str, ppi: float) -> tuple[list[str], dict[str, list[Any]]]:
     """Finger names, and each variant's prepared templates (None: fewer than
     fingerprint.MIN_MINUTIAE minutiae, or the image failed), in file order."""
-    files = sorted((f for f in folder.iterdir() if fingerprint.NAME.match(f.name)),
-                   key=lambda f: tuple(int(g) for g in fingerprint.NAME.match(f.name).groups()[:2]))  # type: ignore[union-attr]
+    files = fingerprint.image_files(folder)
     fingers: list[str] = []
     out: dict[str, list[Any]] = {v: [] for v in VARIANTS}
     for n, path in enumerate(files, 1):
@@ -98,14 +97,10 @@ def rates(genuine: list[float], fvc: list[float], every: list[float]) -> dict[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=None,
-                        help="folder of FVC-style databases (default: the shared FVC2004)")
-    parser.add_argument("--ppi", action="append", default=[], metavar="NAME=PPI",
-                        help="resolution of one database, e.g. DB3_B=512 (default 500)")
+    fingerprint.add_data_options(parser)
     parser.add_argument("--fuse", action="append", default=None, metavar="A+B",
                         help=f"variants whose scores are added (default: "
                              f"{', '.join(DEFAULT_FUSIONS)})")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     fusions = [parse_fusion(f) for f in (args.fuse or DEFAULT_FUSIONS)]
     rows = {v: [v] for v in VARIANTS} | {"+".join(f): f for f in fusions}

@@ -117,10 +117,27 @@ def find_databases(root: Path, ppi_options: dict[str, float]) -> list[tuple[str,
     return found
 
 
+def image_files(folder: Path) -> list[Path]:
+    """A database's images, by finger and then impression number."""
+    def order(path: Path) -> tuple[int, int]:
+        match = NAME.match(path.name)
+        assert match is not None
+        return int(match[1]), int(match[2])
+    return sorted((f for f in folder.iterdir() if NAME.match(f.name)), key=order)
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """--data, --ppi and --json, as every FVC benchmark script takes them."""
+    parser.add_argument("--data", type=Path, default=None,
+                        help="folder of FVC-style databases (default: the shared FVC2004)")
+    parser.add_argument("--ppi", action="append", default=[], metavar="NAME=PPI",
+                        help="resolution of one database, e.g. DB3_B=512 (default 500)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+
+
 def load_database(name: str, folder: Path, ppi: float) -> Database:
     db = Database(name, ppi)
-    files = sorted((f for f in folder.iterdir() if NAME.match(f.name)),
-                   key=lambda f: (int(NAME.match(f.name)[1]), int(NAME.match(f.name)[2])))  # type: ignore[index]
+    files = image_files(folder)
     for n, path in enumerate(files, 1):
         match = NAME.match(path.name)
         assert match is not None
@@ -422,11 +439,7 @@ def parse_sizes(value: str) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=None,
-                        help="folder of FVC-style databases (default: the shared FVC2004)")
-    parser.add_argument("--ppi", action="append", default=[], metavar="NAME=PPI",
-                        help="resolution of one database, e.g. DB3_B=512 (default 500)")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    add_data_options(parser)
     parser.add_argument("--sizes", default="10000,100000,1000000",
                         help="1:N gallery sizes, comma-separated; 0 skips 1:N")
     parser.add_argument("--probes", type=int, default=200,

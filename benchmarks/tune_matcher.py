@@ -113,11 +113,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("configurations", nargs="+", metavar="CONFIGURATION",
                         help='e.g. "" (as is) or "RELAX_ITERATIONS=8 RELAX_WEIGHT=0.3"')
-    parser.add_argument("--data", type=Path, default=None,
-                        help="folder of FVC-style databases (default: the shared FVC2004)")
-    parser.add_argument("--ppi", action="append", default=[], metavar="NAME=PPI",
-                        help="resolution of one database, e.g. DB3_B=512 (default 500)")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    fingerprint.add_data_options(parser)
     args = parser.parse_args()
     source = Path(mcc.__file__).read_text()
     configurations = [(text, parse_configuration(text, source)) for text in args.configurations]

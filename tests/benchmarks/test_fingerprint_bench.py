@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -63,15 +62,9 @@ def test_a_folder_without_databases_is_refused(tmp_path: Path) -> None:
     assert "Traceback" not in missing.stderr + empty.stderr
 
 
-def test_table_and_json_on_real_prints(fvc2004: Path, tmp_path: Path) -> None:
-    data = tmp_path / "data" / "DB1_B"
-    data.mkdir(parents=True)
-    for finger in (101, 102, 103):
-        for impression in (1, 2, 3):
-            name = f"{finger}_{impression}.tif"
-            shutil.copy(fvc2004 / "DB1_B" / name, data / name)
+def test_table_and_json_on_real_prints(fvc_sample: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    result = run("--data", str(tmp_path / "data"), "--sizes", "300", "--probes", "6",
+    result = run("--data", str(fvc_sample), "--sizes", "300", "--probes", "6",
                  "--exhaustive-probes", "6", "--json", str(out))
     assert result.returncode == 0, result.stderr
     assert "DB1_B" in result.stdout and "Bozorth3" in result.stdout

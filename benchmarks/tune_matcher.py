@@ -93,7 +93,7 @@ def measure(databases: list[fingerprint.Database], matcher: types.ModuleType) ->
                                        None if imp.view is None else matching.prepare(imp.view))
                 for imp in extracted.impressions])
             genuine, fvc_impostors, all_impostors = fingerprint.protocols(db)
-            scores, _ = fingerprint.score_all(db, genuine + all_impostors, baseline=False)
+            scores, _ = fingerprint.score_all(db, genuine + all_impostors, "ours/1")
             g = [scores[p] for p in genuine]
             all_i = [scores[p] for p in all_impostors]
             per_db[db.name] = {
@@ -121,7 +121,7 @@ def main() -> None:
     for name, folder, ppi in fingerprint.find_databases(args.data or fingerprint.default_data(),
                                                         fingerprint.parse_ppi(args.ppi)):
         fingerprint.progress(f"{name} ({ppi:.0f} ppi): extracting")
-        databases.append(fingerprint.load_database(name, folder, ppi))
+        databases.append(fingerprint.load_database(name, folder, ppi, phases=False))
     names = [db.name for db in databases]
     print(f"{'EER %':>6} {'FNMR@1%':>8} {'FNMR@0.1%':>9} {'EER all':>7}  "
           + "  ".join(f"{n + ' EER/FNMR@0.1%':>20}" for n in names) + "  configuration")

@@ -64,14 +64,17 @@ def test_a_folder_without_databases_is_refused(tmp_path: Path) -> None:
 
 def test_table_and_json_on_real_prints(fvc_sample: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
+    single, phased = tmp_path / "single.json", tmp_path / "phases.json"
     result = run("--data", str(fvc_sample), "--sizes", "300", "--probes", "6",
-                 "--exhaustive-probes", "6", "--json", str(out))
+                 "--exhaustive-probes", "6", "--json", str(out), "--calibration-out",
+                 str(single), "--phase-calibration-out", str(phased))
     assert result.returncode == 0, result.stderr
     assert "DB1_B" in result.stdout and "Bozorth3" in result.stdout
+    assert "ours/1" in result.stdout  # view 0 alone, beside the phased comparison
     assert "SYNTHETIC" in result.stdout  # the table says which figures are synthetic
     assert "extracting" in result.stderr  # progress goes to stderr, not into the table
     figures = json.loads(out.read_text())
-    for part in (figures, figures["baseline_bozorth3"]):
+    for part in (figures, figures["single_view"], figures["baseline_bozorth3"]):
         assert set(part["databases"]) == {"DB1_B"}
         for row in (part["databases"]["DB1_B"], part["macro"]):
             assert set(row) >= DB_KEYS
@@ -83,6 +86,13 @@ def test_table_and_json_on_real_prints(fvc_sample: Path, tmp_path: Path) -> None
     assert 0.0 <= search["rank1"] <= 1.0 and 0.0 <= search["rank1_exhaustive"] <= 1.0
     assert 0 < search["bytes_per_finger"] <= 1024
     assert search["p50_ms"] <= search["p99_ms"]
+    # Four extractions cost more than one; the calibration tables are the two matchers'.
+    assert figures["macro"]["extract_ms"] > figures["single_view"]["macro"]["extract_ms"]
+    for path, what in ((single, "(view 0)"), (phased, "four grid phases")):
+        table = json.loads(path.read_text())
+        assert what in table["source"] and table["impostors"] == 27  # 3 x 3 prints
+        assert len(table["thresholds"]) == len(table["fmrs"]) > 300
+        assert table["fmrs"][0] == 1.0 and table["fmrs"] == sorted(table["fmrs"], reverse=True)
 
 
 def test_synthetic_fingers_are_not_mates_of_their_source(fvc2004: Path) -> None:

@@ -12,6 +12,7 @@ from PIL import Image
 from lintas.biometrics.extraction import extract, extract_template
 from lintas.biometrics.formats import ISO_2005, ISO_2011, read, write
 from lintas.biometrics.images import ImageError, from_array, load_image
+from lintas.biometrics.minutiae import MinutiaeTemplate
 from lintas.biometrics.quality import QualityPolicy, QualityReport, nfiq2
 
 
@@ -92,3 +93,32 @@ def test_policy_messages_an_officer_can_act_on() -> None:
     assert QualityPolicy(accept_unknown=True).verdict(QualityReport(None, None), "probe") is None
     with pytest.raises(ValueError, match="enrolment_minimum"):
         QualityPolicy(enrolment_minimum=101)
+
+
+def test_grid_phases_find_the_same_minutiae_in_the_image_frame(fvc2004: Path) -> None:
+    """extract_phases runs MINDTCT on the print shifted by half a block; each view's
+    minutiae are put back in the image's coordinates, so most of view 0's minutiae have
+    a counterpart at the same place in every other view (a wrong sign or a missing
+    shift would move all of them 4-6 px and fail the 3 px test)."""
+    from lintas.biometrics.extraction import PHASE_SHIFTS, extract_phases
+    from lintas.biometrics.matching import PHASES
+
+    image = load_image((fvc2004 / "DB1_B" / "102_1.tif").read_bytes())
+    views = extract_phases(image, position=3)
+    assert len(views) == len(PHASE_SHIFTS) == PHASES
+    assert [v.view for v in views] == [0, 1, 2, 3]
+    assert all(v.position == 3 for v in views)
+    assert views[0].minutiae == extract(image, position=3).minutiae
+    first = np.array([(m.x, m.y) for m in views[0].minutiae], dtype=float)
+    for view in views[1:]:
+        assert all(0 <= m.x < image.width and 0 <= m.y < image.height for m in view.minutiae)
+        other = np.array([(m.x, m.y) for m in view.minutiae], dtype=float)
+        nearest = np.sqrt(((first[:, None, :] - other[None, :, :]) ** 2).sum(-1)).min(1)
+        assert np.mean(nearest <= 3) >= 0.6, f"view {view.view}"
+        assert view.minutiae != views[0].minutiae  # a different grid, other false minutiae
+    # Phased views travel as the views of one ISO/IEC 19794-2 record.
+    template = MinutiaeTemplate(image.width, image.height, views)
+    for fmt in (ISO_2005, ISO_2011):
+        back = read(write(template, fmt))
+        assert [v.view for v in back.views] == [0, 1, 2, 3]
+        assert [len(v.minutiae) for v in back.views] == [len(v.minutiae) for v in views]

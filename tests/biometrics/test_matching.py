@@ -266,3 +266,68 @@ def test_vector_popcount_of_rows_equals_plain_counting() -> None:
         expected = [[sum(bin(int(p) & int(q)).count("1") for p, q in zip(r, s, strict=True))
                      for s in ys] for r in xs]
         assert counts(xs, ys).tolist() == expected
+
+
+@pytest.fixture(scope="module")
+def db3_phases(fvc2004: Path, db3) -> dict[tuple[int, int], tuple[matching.MatchTemplate, ...]]:
+    """DB3_B, impressions 1-3 of every finger, prepared at every grid phase, for the
+    impressions of good quality (NFIQ 2, as in the single-view test above)."""
+    from lintas.biometrics.extraction import extract_phases
+
+    out = {}
+    for (finger, impression), (_, quality) in db3.items():
+        if (quality or 0) >= GOOD_QUALITY:
+            image = load_image((fvc2004 / "DB3_B" / f"{finger}_{impression}.tif").read_bytes(),
+                               512)
+            out[(finger, impression)] = matching.prepare_phases(extract_phases(image))
+    return out
+
+
+def test_phased_comparison_averages_the_phases_and_has_its_own_calibration(db3_phases) -> None:
+    (a, b), *_ = ((db3_phases[k], db3_phases[(k[0], 2)]) for k in sorted(db3_phases)
+                  if k[1] == 1 and (k[0], 2) in db3_phases)
+    per_phase = [matching.compare(a[i], b[i]) for i in range(matching.PHASES)]
+    assert matching.compare_phases(a, b) == pytest.approx(sum(per_phase) / matching.PHASES)
+    result = matching.explain(a, b)
+    assert result.phases == matching.PHASES
+    assert result.score == pytest.approx(matching.compare_phases(a, b))
+    assert result.fmr == matching.calibration(phased=True).fmr(result.score)
+    # The explanation is view 0's: its pairs make up view 0's own score.
+    assert sum(p.contribution for p in result.pairs) == pytest.approx(per_phase[0])
+    # One side with a single view (a template from another system): view 0 alone, and
+    # the single-view table.
+    single = matching.explain(a, b[0])
+    assert single.phases == 1 and single.score == pytest.approx(per_phase[0])
+    assert single.fmr == matching.calibration().fmr(per_phase[0])
+    assert matching.compare_phases(a[:1], b) == matching.compare(a[0], b[0])
+    fused = matching.compare_fingers({1: a}, {1: b})
+    assert fused.fingers[1].phases == matching.PHASES
+    with pytest.raises(matching.MatchError, match="views"):
+        matching.prepare_phases([])
+    with pytest.raises(matching.MatchError, match="template"):
+        matching.compare_phases((), b)
+
+
+def test_phased_genuine_pairs_pass_and_impostors_fail_at_fmr_0_1pct(db3_phases) -> None:
+    threshold = matching.calibration(phased=True).threshold(0.001)
+    genuine = impostor = 0
+    for a, b in itertools.combinations(sorted(db3_phases), 2):
+        score = matching.compare_phases(db3_phases[a], db3_phases[b])
+        if a[0] == b[0]:
+            genuine += 1
+            assert score >= threshold, f"genuine {a} vs {b}: {score} < {threshold}"
+        else:
+            impostor += 1
+            assert score < threshold, f"impostor {a} vs {b}: {score} >= {threshold}"
+    assert genuine >= 5 and impostor >= 50
+
+
+def test_calibration_tables_resolve_every_published_rate_apart() -> None:
+    """Each table has a distinct threshold for FMR 10 %, 1 % and 0.1 %: the grid is as
+    fine as the scores (until 2026-12-07 all three fell on its first step)."""
+    for phased in (False, True):
+        cal = matching.calibration(phased=phased)
+        thresholds = [cal.threshold(rate) for rate in (0.1, 0.01, 0.001)]
+        assert thresholds == sorted(thresholds) and len(set(thresholds)) == 3, thresholds
+        for rate, threshold in zip((0.1, 0.01, 0.001), thresholds, strict=True):
+            assert rate / 2 <= cal.fmr(threshold) <= rate

@@ -1,7 +1,9 @@
 """1:1 fingerprint comparison with scores calibrated to a false match rate.
 
     prepare(view)                     -> MatchTemplate   (once per impression, ~1 ms)
+    prepare_phases(views)             -> tuple of MatchTemplate (one per grid phase)
     compare(probe, reference)         -> float           (raw similarity in [0, 1])
+    compare_phases(probe, reference)  -> float           (their mean over the phases)
     explain(probe, reference)         -> Comparison      (score, FMR, paired minutiae)
     compare_fingers(probe, reference) -> FusedComparison (several fingers, fused)
 
@@ -11,13 +13,19 @@ table in `calibration.json`, measured on real impostor comparisons (FVC2004 B se
 impostors protocol: `benchmarks/fingerprint.py --sizes 0 --calibration-out FILE` writes
 it, and docs/biometrics.md shows it). Several fingers are fused by adding their evidence,
 -log10(FMR), which assumes that impostor scores of different fingers are independent.
+
+*Phases.* An impression extracted at the four grid phases of
+`lintas.biometrics.extraction.PHASE_SHIFTS` (views 0..3) is compared phase by phase and
+the four raw scores averaged; that score has its own table, `calibration-phases.json`
+(`--phase-calibration-out`). Where either side holds one view only (a template from
+another system), the comparison falls back to view 0 and the single-extraction table.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -53,6 +61,9 @@ class MatchTemplate:
         return int(self.x.shape[0])
 
 
+PHASES = 4  # extraction.PHASE_SHIFTS: the views of a fully phased impression
+
+
 def prepare(view: FingerView) -> MatchTemplate:
     """Build the cylinders of every minutia of one impression."""
     minutiae = view.minutiae
@@ -64,6 +75,29 @@ def prepare(view: FingerView) -> MatchTemplate:
     return MatchTemplate(x, y, theta, bits, valid, usable, index, view.position)
 
 
+def prepare_phases(views: Sequence[FingerView]) -> tuple[MatchTemplate, ...]:
+    """`prepare` for each view of an impression (as `extract_phases` returns them)."""
+    if not views:
+        raise MatchError("views: at least one view of the impression is needed")
+    return tuple(prepare(view) for view in views)
+
+
+Template = MatchTemplate | Sequence[MatchTemplate]  # one view, or the phases of one
+
+
+def _phases(template: Template) -> Sequence[MatchTemplate]:
+    if isinstance(template, MatchTemplate):
+        return (template,)
+    if not template:
+        raise MatchError("template: no view to compare")
+    return template
+
+
+def phased(probe: Template, reference: Template) -> bool:
+    """Whether both sides hold every phase, so that they compare phase by phase."""
+    return len(_phases(probe)) >= PHASES and len(_phases(reference)) >= PHASES
+
+
 def _compare(a: MatchTemplate, b: MatchTemplate) -> tuple[float, np.ndarray, np.ndarray]:
     return mcc.compare(a.x, a.y, a.theta, a.bits, a.valid, a.usable,  # type: ignore[no-any-return]
                        b.x, b.y, b.theta, b.bits, b.valid, b.usable)
@@ -72,6 +106,16 @@ def _compare(a: MatchTemplate, b: MatchTemplate) -> tuple[float, np.ndarray, np.
 def compare(probe: MatchTemplate, reference: MatchTemplate) -> float:
     """The raw similarity of two impressions, in [0, 1]; see `Calibration` for meaning."""
     return float(_compare(probe, reference)[0])
+
+
+def compare_phases(probe: Template, reference: Template) -> float:
+    """The mean raw similarity of the phases both sides hold, phase by phase, in [0, 1];
+    view 0 alone (the same as `compare`) where either side has a single view. Its
+    meaning comes from `calibration(phased(probe, reference))`."""
+    p, r = _phases(probe), _phases(reference)
+    if not phased(p, r):
+        return compare(p[0], r[0])
+    return sum(compare(p[i], r[i]) for i in range(PHASES)) / PHASES
 
 
 @dataclass(frozen=True)
@@ -85,7 +129,8 @@ class PairedMinutiae:
 class Comparison:
     score: float  # raw similarity, 0..1
     fmr: float  # the false match rate of a threshold at this score
-    pairs: tuple[PairedMinutiae, ...]
+    pairs: tuple[PairedMinutiae, ...]  # of view 0 (with phases, its share of view 0's score)
+    phases: int = 1  # views compared phase by phase (1: view 0 alone)
 
     @property
     def evidence(self) -> float:
@@ -93,14 +138,20 @@ class Comparison:
         return -math.log10(self.fmr)
 
 
-def explain(probe: MatchTemplate, reference: MatchTemplate) -> Comparison:
+def explain(probe: Template, reference: Template) -> Comparison:
     """The comparison with the minutiae pairs that make its score, for a reviewer to
     draw side by side (indices refer to each impression's minutiae as given to
-    `prepare`)."""
-    score, pairs, contributions = _compare(probe, reference)
-    paired = tuple(PairedMinutiae(int(probe.index[p[0]]), int(reference.index[p[1]]), float(c))
-                   for p, c in zip(pairs, contributions, strict=True))
-    return Comparison(float(score), calibration().fmr(float(score)), paired)
+    `prepare`; with phases, to view 0's). Either side may be one prepared view or the
+    phases of an impression (`prepare_phases`); the score is `compare_phases`'s."""
+    p, r = _phases(probe), _phases(reference)
+    score, pairs, contributions = _compare(p[0], r[0])
+    paired = tuple(PairedMinutiae(int(p[0].index[a]), int(r[0].index[b]), float(c))
+                   for (a, b), c in zip(pairs, contributions, strict=True))
+    if not phased(p, r):
+        return Comparison(float(score), calibration().fmr(float(score)), paired)
+    score = (score + sum(compare(p[i], r[i]) for i in range(1, PHASES))) / PHASES
+    return Comparison(float(score), calibration(phased=True).fmr(float(score)), paired,
+                      PHASES)
 
 
 @dataclass(frozen=True)
@@ -138,8 +189,11 @@ class Calibration:
 
 
 @cache
-def calibration() -> Calibration:
-    text = resources.files("lintas.biometrics").joinpath("calibration.json").read_text()
+def calibration(phased: bool = False) -> Calibration:
+    """The table of single-view scores (`compare`), or with `phased` that of the mean
+    over the phases (`compare_phases` between two fully phased impressions)."""
+    name = "calibration-phases.json" if phased else "calibration.json"
+    text = resources.files("lintas.biometrics").joinpath(name).read_text()
     data = json.loads(text)
     return Calibration(tuple(data["thresholds"]), tuple(data["fmrs"]), int(data["impostors"]),
                        str(data["source"]))
@@ -155,9 +209,10 @@ class FusedComparison:
         return -math.log10(self.fmr)
 
 
-def compare_fingers(probe: Mapping[int, MatchTemplate],
-                    reference: Mapping[int, MatchTemplate]) -> FusedComparison:
+def compare_fingers(probe: Mapping[int, Template],
+                    reference: Mapping[int, Template]) -> FusedComparison:
     """Compare the fingers both records hold (by finger position) and fuse the result.
+    A finger may be one prepared view or its phases (see `explain`).
 
     Each finger's FMR is read from the calibration; the fused evidence is their sum
     (the product of the rates), which assumes independent impostor scores across

@@ -73,7 +73,7 @@ def extract_template(image: FingerImage, position: int = 0) -> MinutiaeTemplate:
 PHASE_SHIFTS: tuple[tuple[int, int], ...] = ((0, 0), (4, 0), (0, 4), (4, 4))
 
 
-def _shifted(image: FingerImage, dx: int, dy: int) -> FingerImage:
+def shifted(image: FingerImage, dx: int, dy: int) -> FingerImage:
     """The image moved dx pixels right and dy down, the strip uncovered filled with the
     image's own border level (its background), the far edges cut to keep the size."""
     pixels = image.pixels
@@ -93,7 +93,7 @@ def extract_phases(image: FingerImage, position: int = 0,
         if number == 0 and first is not None:
             found = first
         else:
-            found = extract(image if number == 0 else _shifted(image, dx, dy), position)
+            found = extract(image if number == 0 else shifted(image, dx, dy), position)
         minutiae = tuple(replace(m, x=m.x - dx, y=m.y - dy) for m in found.minutiae
                          if m.x >= dx and m.y >= dy)
         views.append(FingerView(position=position, minutiae=minutiae, view=number))

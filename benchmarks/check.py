@@ -16,7 +16,8 @@ index build included) is timed. The gallery holds --gallery fingers, one finger
 them (the hardest case for a one-finger probe):
 - REAL: the first usable impression of each "mated" FVC2004 finger (every finger of the
   databases used except the last --held-out of each), enrolled through `Gallery.enrol`
-  as ISO/IEC 19794-2:2011 templates extracted with the node's own MINDTCT extraction;
+  as ISO/IEC 19794-2:2011 templates extracted with the node's own MINDTCT extraction
+  (the four grid phases, as views 0-3, as the node stores an enrolled image);
 - SYNTHETIC: every other finger, made from the real templates just enrolled (never from
   a probe's impression) by `benchmarks/fingerprint.py`'s `synthetic_finger` (mirrored,
   smoothly warped, 15 % minutiae dropped: new fingers with realistic minutiae layouts;
@@ -81,7 +82,7 @@ import relay
 from sqlalchemy import func, insert, select
 
 from lintas.biometrics import formats, matching
-from lintas.biometrics.extraction import extract
+from lintas.biometrics.extraction import extract_phases
 from lintas.biometrics.images import ImageError, load_image
 from lintas.biometrics.minutiae import FingerView, Minutia, MinutiaeTemplate, MinutiaType
 from lintas.biometrics.quality import QualityPolicy, nfiq2
@@ -161,16 +162,17 @@ class RealFinger:
 
 def _extract_record(job: tuple[str, float]) -> bytes | None:
     """The ISO/IEC 19794-2:2011 record of one image at 500 ppi, as a border system with
-    the node's extractor would send it (None: unusable)."""
+    the node's extractor would send it: the four grid phases as views 0-3 (None:
+    unusable)."""
     path, ppi = job
     try:
         image = load_image(Path(path).read_bytes(), ppi)
-        view = extract(image, POSITION)
+        views = extract_phases(image, POSITION)
     except ImageError:
         return None
-    if len(view.minutiae) < MIN_MINUTIAE:
+    if len(views[0].minutiae) < MIN_MINUTIAE:
         return None
-    return formats.write(MinutiaeTemplate(image.width, image.height, (view,)), formats.ISO_2011)
+    return formats.write(MinutiaeTemplate(image.width, image.height, views), formats.ISO_2011)
 
 
 def load_fingers(root: Path, ppi: dict[str, float], databases: list[str] | None,

@@ -386,3 +386,35 @@ def test_a_change_committed_after_a_later_one_is_not_lost(
     for person in (slow_person, quick_person):
         assert [c.reference for c in gallery.search(probe(prints[person, 3]), limit=1)] == [
             person]
+
+
+def test_a_phased_template_is_enrolled_whole_and_other_multi_view_ones_refused(
+        gallery: Gallery, fvc2004: Path) -> None:
+    """A record a border system made with the node's extractor (the grid phases as views
+    0-3) enrols as is, scaled to 500 ppi view by view; more views than phases, or a view
+    of another finger, is refused by name."""
+    from lintas.biometrics.extraction import extract_phases
+
+    image = db3_image(fvc2004, "104", 1)
+    views = extract_phases(image, 1)
+    phased = MinutiaeTemplate(image.width, image.height, views)
+    assert gallery.enrol("104", [(1, phased)]).enrolled
+    at_1000 = MinutiaeTemplate(image.width * 2, image.height * 2, tuple(
+        dataclasses.replace(v, minutiae=tuple(dataclasses.replace(m, x=2 * m.x, y=2 * m.y)
+                                              for m in v.minutiae)) for v in views),
+        resolution_x=394, resolution_y=394)
+    assert gallery.enrol("105", [(1, at_1000)]).enrolled
+    with gallery.db.session() as s:
+        stored = [formats.read(r) for r in s.scalars(select(GalleryFinger.template)
+                                                       .order_by(GalleryFinger.id))]
+    assert [len(t.views) for t in stored] == [PHASES, PHASES]
+    assert stored[0].views == stored[1].views  # the same minutiae, back at 500 ppi
+    too_many = dataclasses.replace(phased, views=(*views, dataclasses.replace(views[0], view=4)))
+    refused = gallery.enrol("106", [(1, too_many)])
+    assert not refused.enrolled
+    assert "holds 5 finger views, not one impression" in refused.rejected[0].reason
+    other = dataclasses.replace(phased, views=(views[0], dataclasses.replace(views[1],
+                                                                             position=2)))
+    refused = gallery.enrol("106", [(1, other)])
+    assert "the minutiae are of finger 2 (right index), not of finger 1" in \
+        refused.rejected[0].reason

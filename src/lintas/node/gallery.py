@@ -800,10 +800,12 @@ def _view0(template: Template) -> MatchTemplate:
 
 
 def _as_500_ppi(sample: FingerView | MinutiaeTemplate, position: int) -> MinutiaeTemplate | str:
-    """A one-view template at 500 ppi of the finger at `position`, or why not."""
+    """A template at 500 ppi of the finger at `position` (its views: one, or the grid
+    phases of one impression, as `extract_phases` makes them), or why not."""
     if isinstance(sample, MinutiaeTemplate):
-        if len(sample.views) != 1:
-            return f"the minutiae template holds {len(sample.views)} finger views, not one"
+        if not 1 <= len(sample.views) <= PHASES:
+            return (f"the minutiae template holds {len(sample.views)} finger views, not one "
+                    f"impression (one view, or up to {PHASES} grid phases of it)")
         template = sample
     else:
         if not sample.minutiae:
@@ -811,20 +813,22 @@ def _as_500_ppi(sample: FingerView | MinutiaeTemplate, position: int) -> Minutia
         width = max(m.x for m in sample.minutiae) + 1
         height = max(m.y for m in sample.minutiae) + 1
         template = MinutiaeTemplate(width, height, (sample,))
-    view = template.views[0]
-    if view.position not in (0, position):
-        return f"the minutiae are of {finger_name(view.position)}, not of finger {position}"
-    view = dataclasses.replace(view, position=position)
+    for view in template.views:
+        if view.position not in (0, position):
+            return (f"the minutiae are of {finger_name(view.position)}, not of finger "
+                    f"{position}")
+    views = tuple(dataclasses.replace(view, position=position) for view in template.views)
     if abs(template.resolution_x - PPCM_500_PPI) <= 1 and \
             abs(template.resolution_y - PPCM_500_PPI) <= 1:
-        return dataclasses.replace(template, views=(view,))
+        return dataclasses.replace(template, views=views)
     # The matcher is calibrated at 500 ppi: scale the positions to it.
     sx, sy = PPCM_500_PPI / template.resolution_x, PPCM_500_PPI / template.resolution_y
     width, height = max(1, round(template.width * sx)), max(1, round(template.height * sy))
-    moved = tuple(dataclasses.replace(m, x=min(width - 1, round(m.x * sx)),
-                                      y=min(height - 1, round(m.y * sy)))
-                  for m in view.minutiae)
-    return MinutiaeTemplate(width, height, (dataclasses.replace(view, minutiae=moved),))
+    return MinutiaeTemplate(width, height, tuple(
+        dataclasses.replace(view, minutiae=tuple(
+            dataclasses.replace(m, x=min(width - 1, round(m.x * sx)),
+                                y=min(height - 1, round(m.y * sy))) for m in view.minutiae))
+        for view in views))
 
 
 __all__ = ["FINGER_NAMES", "MIN_MINUTIAE", "Candidate", "DuplicateReference", "EnrolResult",

@@ -305,6 +305,12 @@ def calibration_table(impostors: list[float], source: str) -> dict[str, Any]:
 
 def synthetic_finger(source: matching.MatchTemplate,
                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x, y, t, _ = synthetic_finger_kept(source, rng)
+    return x, y, t
+
+
+def synthetic_finger_kept(source: matching.MatchTemplate, rng: np.random.Generator
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A new finger from a real template: mirrored, warped, thinned.
 
     Always mirrored: the mirror image of a print is a different finger to any matcher
@@ -322,7 +328,7 @@ def synthetic_finger(source: matching.MatchTemplate,
         dy += 12 * np.sin(k[1] * x - k[0] * y + phase[1])
         dt += 0.5 * np.sin(k[0] * y - k[1] * x + phase[2])
     keep = rng.random(x.shape[0]) > 0.15
-    return (x + dx)[keep], (y + dy)[keep], ((t + dt) % (2 * np.pi))[keep]
+    return (x + dx)[keep], (y + dy)[keep], ((t + dt) % (2 * np.pi))[keep], keep
 
 
 def exhaustive_rank1(sample: list[tuple[int, matching.MatchTemplate]],
@@ -355,8 +361,8 @@ def measure_search(databases: list[Database], size: int, probes_wanted: int,
                    exhaustive_probes: int, exhaustive_max: int) -> dict[str, Any]:
     rng = np.random.default_rng(size)
     mates: dict[tuple[str, str], int] = {}
-    real_sources: list[matching.MatchTemplate] = []
-    probes: list[tuple[int, matching.MatchTemplate]] = []
+    real_sources: list[tuple[matching.MatchTemplate, np.ndarray]] = []  # and recurring
+    probes: list[tuple[int, tuple[matching.MatchTemplate, ...]]] = []  # mate, phases
     shard = index.IndexShard()
     full: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # every finger's minutiae
     keep_full = size <= exhaustive_max
@@ -365,24 +371,29 @@ def measure_search(databases: list[Database], size: int, probes_wanted: int,
         for imp in db.impressions:
             if imp.template is None:
                 continue
-            real_sources.append(imp.template)
+            phases = imp.phases or (imp.template,)
+            real_sources.append((imp.template, index.recurring_in(phases)))
             owner = (db.name, imp.finger)
             if owner not in mates:
                 mates[owner] = len(mates)
-                shard.add(mates[owner], imp.template)
+                shard.add(mates[owner], phases)
                 if keep_full:
                     full.append((imp.template.x, imp.template.y, imp.template.theta))
             else:
-                probes.append((mates[owner], imp.template))
+                probes.append((mates[owner], phases))
     batch = 20000
     for first in range(len(mates), size, batch):
         last = min(size, first + batch)
-        made = [synthetic_finger(real_sources[int(rng.integers(len(real_sources)))], rng)
-                for _ in range(first, last)]
+        made, recur = [], []
+        for _ in range(first, last):
+            source, recurs = real_sources[int(rng.integers(len(real_sources)))]
+            x, y, t, kept = synthetic_finger_kept(source, rng)
+            made.append((x, y, t))
+            recur.append(recurs[kept])  # a crowd finger's minutiae recur where its source's do
         offsets = np.cumsum([0] + [len(x) for x, _, _ in made])
         shard.add_many(np.arange(first, last), np.concatenate([m[0] for m in made]),
                        np.concatenate([m[1] for m in made]),
-                       np.concatenate([m[2] for m in made]), offsets)
+                       np.concatenate([m[2] for m in made]), offsets, np.concatenate(recur))
         if keep_full:
             full += made
         progress(f"  1:N {size}: built {last}/{size}")
@@ -400,7 +411,7 @@ def measure_search(databases: list[Database], size: int, probes_wanted: int,
             progress(f"  1:N {size}: searched {n}/{len(chosen)}")
     exhaustive = None
     if keep_full:
-        sample = chosen[:exhaustive_probes]
+        sample = [(mate, phases[0]) for mate, phases in chosen[:exhaustive_probes]]
         offsets = np.cumsum([0] + [len(x) for x, _, _ in full])
         exhaustive = exhaustive_rank1(sample, *(np.concatenate([f[i] for f in full])
                                                 for i in range(3)), offsets, size)

@@ -184,3 +184,51 @@ def test_stage1_scores_follow_their_definition(db3) -> None:
         assert len(scores) == 10
         for slot in range(10):
             assert scores[slot] == pytest.approx(stage1_reference(shard, keys, slot), abs=1e-5)
+
+
+def test_recurring_marks_the_minutiae_every_other_extraction_repeats() -> None:
+    x, y = np.array([10.0, 50.0, 90.0]), np.array([10.0, 10.0, 10.0])
+    theta = np.array([0.0, 1.0, 2.0])
+    same = (x + 3, y - 3, theta + 0.3)  # within 6 px and 35 degrees: all recur
+    assert index.recurring(x, y, theta, [same]).tolist() == [True, True, True]
+    moved = (np.array([10.0, 58.0, 90.0]), y, np.array([0.0, 1.0, 2.0 + np.pi]))
+    assert index.recurring(x, y, theta, [same, moved]).tolist() == [True, False, False]
+    assert index.recurring(x, y, theta, []).all()  # nothing to compare with: no preference
+    assert not index.recurring(x, y, theta, [(np.zeros(0),) * 3]).any()
+
+
+def test_keys_are_taken_among_minutiae_recurring_in_every_phase(fvc2004: Path) -> None:
+    """With its grid phases, a finger's keys (and a probe's) are centred on minutiae that
+    every phase repeats, where there are enough of them; a phased probe still finds its
+    mate, and stage 2 scores view 0 as a one-view probe would."""
+    from lintas.biometrics.extraction import extract_phases
+
+    phased = {}
+    for finger in (101, 102, 103):
+        for impression in (1, 2):
+            data = (fvc2004 / "DB3_B" / f"{finger}_{impression}.tif").read_bytes()
+            phased[finger, impression] = matching.prepare_phases(
+                extract_phases(load_image(data, 512)))
+    shard = index.IndexShard()
+    for finger in (101, 102, 103):
+        shard.add(finger, phased[finger, 1])
+    for finger in (101, 102, 103):
+        view = phased[finger, 1][0]
+        recur = index.recurring_in(phased[finger, 1])
+        assert 0.4 < recur.mean() < 1.0  # most minutiae recur, not all
+        slot = shard.slots[finger]
+        keys = {tuple(p) for p in shard.code_xy[slot, : shard.code_count[slot]].tolist()}
+        recurring = {(round(x), round(y)) for x, y in zip(view.x[recur], view.y[recur],
+                                                          strict=True)}
+        assert len(keys) == index.KEYS_PER_FINGER and keys <= recurring
+        probe = index.probe_keys(phased[finger, 2])
+        assert {tuple(p) for p in probe.xy.tolist()} <= {
+            (round(x), round(y)) for x, y in zip(
+                probe.template.x[index.recurring_in(phased[finger, 2])],
+                probe.template.y[index.recurring_in(phased[finger, 2])], strict=True)}
+        best = index.search_shards([shard], phased[finger, 2], limit=1)[0]
+        assert best.key == finger
+        assert best.score == pytest.approx(matching.compare(phased[finger, 2][0], view))
+    with pytest.raises(ValueError, match="recur"):
+        shard.add_many(np.array([7]), np.zeros(3), np.zeros(3), np.zeros(3),
+                       np.array([0, 3]), np.ones(2, dtype=bool))

@@ -418,3 +418,23 @@ def test_a_phased_template_is_enrolled_whole_and_other_multi_view_ones_refused(
     refused = gallery.enrol("106", [(1, other)])
     assert "the minutiae are of finger 2 (right index), not of finger 1" in \
         refused.rejected[0].reason
+
+
+def test_the_index_picks_the_same_keys_at_start_up_as_on_enrolment(
+        database: Database, fvc2004: Path) -> None:
+    """The index built from stored records at start-up (minutiae of every phase read
+    back, recurring ones preferred for keys) holds the same keys as the index that
+    followed the enrolment (the prepared phases), so a restart changes no search."""
+    following = Gallery(database)
+    following.use_index()
+    for person in ("101", "102"):
+        assert following.enrol(person, [(1, db3_image(fvc2004, person, 1))]).enrolled
+    restarted = Gallery(database)
+    assert restarted.use_index() == 2
+    assert following._index is not None and restarted._index is not None
+    a, b = following._index[1], restarted._index[1]
+    for finger_id in a.slots:
+        sa, sb = a.slots[finger_id], b.slots[finger_id]
+        assert a.code_count[sa] == b.code_count[sb] > 0
+        assert a.code_xy[sa].tolist() == b.code_xy[sb].tolist()
+        assert a.code_bits[sa].tolist() == b.code_bits[sb].tolist()

@@ -53,7 +53,7 @@ from lintas.biometrics import formats
 from lintas.biometrics.extraction import extract_phases
 from lintas.biometrics.formats.iso19794_2_2011 import read_minutiae
 from lintas.biometrics.images import FingerImage, ImageError
-from lintas.biometrics.index import IndexShard, search_shards
+from lintas.biometrics.index import IndexShard, recurring, search_shards
 from lintas.biometrics.matching import (
     PHASES,
     Comparison,
@@ -162,12 +162,13 @@ class PersonSummary:
 
 
 class GalleryTemplate(NamedTuple):
-    """One enrolled impression, ready for a 1:N index."""
+    """One enrolled impression, ready for a 1:N index: its prepared views (the grid
+    phases, or one view), or, from `iter_templates`, view 0 alone."""
 
     finger_id: int
     reference: str
     position: int
-    template: MatchTemplate
+    template: Template
 
 
 @dataclass(frozen=True)
@@ -270,18 +271,22 @@ class Gallery:
         fingers are built at once on all cores: at 100,000 fingers, one by one through
         `prepare` took 160 s of a node's start-up."""
         assert self._index is not None
-        by_position: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
+        by_position: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = defaultdict(list)
         for finger_id, reference, position, record in rows:
-            (_, minutiae), *_ = read_minutiae(record)
-            by_position[position].append((finger_id, minutiae))
+            (_, minutiae), *others = read_minutiae(record)[:PHASES]
+            # which of view 0's minutiae recur in the other grid phases (for the keys)
+            recur = recurring(minutiae[:, 0], minutiae[:, 1], np.radians(minutiae[:, 2]),
+                              [(m[:, 0], m[:, 1], np.radians(m[:, 2])) for _, m in others])
+            by_position[position].append((finger_id, minutiae, recur))
             self._owners[finger_id] = (position, reference)
         for position, fingers in by_position.items():
-            stacked = np.concatenate([m for _, m in fingers])
+            stacked = np.concatenate([m for _, m, _ in fingers])
             self._index.setdefault(position, IndexShard()).add_many(
-                np.array([finger_id for finger_id, _ in fingers], dtype=np.int64),
+                np.array([finger_id for finger_id, _, _ in fingers], dtype=np.int64),
                 # as `matching.prepare` takes them: y up, radians
                 stacked[:, 0], -stacked[:, 1], np.radians(stacked[:, 2]),
-                np.cumsum([0] + [len(m) for _, m in fingers]))
+                np.cumsum([0] + [len(m) for _, m, _ in fingers]),
+                np.concatenate([r for _, _, r in fingers]))
 
     def _index_add(self, templates: list[GalleryTemplate]) -> None:
         with self._index_lock:
@@ -360,7 +365,7 @@ class Gallery:
             for position, template in probe.items():
                 shard = self._index.get(position)
                 if shard is not None:
-                    for candidate in search_shards([shard], _view0(template),
+                    for candidate in search_shards([shard], template,
                                                    limit=max(4 * limit, 50)):
                         reference = self._owners[candidate.key][1]
                         evidence[reference] = max(evidence.get(reference, 0.0),
@@ -505,7 +510,7 @@ class Gallery:
     def _done(self, reference: str, rows: list[GalleryFinger], checked: list[_Checked],
               rejected: list[Rejection], removed: list[int], journal: list[int]
               ) -> EnrolResult:
-        added = [GalleryTemplate(r.id, reference, r.position, c.phases[0])
+        added = [GalleryTemplate(r.id, reference, r.position, c.phases)
                  for r, c in zip(rows, checked, strict=True)]
         self._notify(removed, added)
         self._mark_applied(journal)
@@ -795,8 +800,6 @@ def _decode_view0(record: bytes) -> MatchTemplate:
     return prepare(formats.read(record, TEMPLATE_FORMAT).views[0])
 
 
-def _view0(template: Template) -> MatchTemplate:
-    return template if isinstance(template, MatchTemplate) else template[0]
 
 
 def _as_500_ppi(sample: FingerView | MinutiaeTemplate, position: int) -> MinutiaeTemplate | str:

@@ -46,16 +46,23 @@ def test_good_quality_genuine_pairs_pass_and_impostors_fail_at_fmr_0_1pct(db3) -
     threshold = matching.calibration().threshold(0.001)
     good = {k: matching.prepare(v) for k, (v, q) in db3.items() if (q or 0) >= GOOD_QUALITY}
     assert len(good) >= 12, "too few good-quality impressions to test with"
+    genuine, impostor = _separated(good, matching.compare, threshold)
+    assert genuine >= 5 and impostor >= 50
+
+
+def _separated(templates: dict, compare, threshold: float) -> tuple[int, int]:
+    """Assert every same-finger pair of `templates` (keyed (finger, impression)) scores
+    at or above `threshold` and every other pair below; return how many of each."""
     genuine = impostor = 0
-    for a, b in itertools.combinations(sorted(good), 2):
-        score = matching.compare(good[a], good[b])
+    for a, b in itertools.combinations(sorted(templates), 2):
+        score = compare(templates[a], templates[b])
         if a[0] == b[0]:
             genuine += 1
             assert score >= threshold, f"genuine {a} vs {b}: {score} < {threshold}"
         else:
             impostor += 1
             assert score < threshold, f"impostor {a} vs {b}: {score} >= {threshold}"
-    assert genuine >= 5 and impostor >= 50
+    return genuine, impostor
 
 
 def test_score_is_invariant_to_rotation_and_translation(db3) -> None:
@@ -310,15 +317,7 @@ def test_phased_comparison_averages_the_phases_and_has_its_own_calibration(db3_p
 
 def test_phased_genuine_pairs_pass_and_impostors_fail_at_fmr_0_1pct(db3_phases) -> None:
     threshold = matching.calibration(phased=True).threshold(0.001)
-    genuine = impostor = 0
-    for a, b in itertools.combinations(sorted(db3_phases), 2):
-        score = matching.compare_phases(db3_phases[a], db3_phases[b])
-        if a[0] == b[0]:
-            genuine += 1
-            assert score >= threshold, f"genuine {a} vs {b}: {score} < {threshold}"
-        else:
-            impostor += 1
-            assert score < threshold, f"impostor {a} vs {b}: {score} >= {threshold}"
+    genuine, impostor = _separated(db3_phases, matching.compare_phases, threshold)
     assert genuine >= 5 and impostor >= 50
 
 

@@ -166,7 +166,8 @@ def load_database(name: str, folder: Path, ppi: float, phases: bool = True) -> D
             db.prepare_s.append(time.process_time() - started)
         if template is not None and phases:
             started = time.process_time()
-            phased = (template, *matching.prepare_phases(extract_phases(image, 0, view)[1:]))
+            phased = matching.Phases((template, *matching.prepare_phases(
+                extract_phases(image, 0, view)[1:])))
             db.phases_s.append(time.process_time() - started)
         if template is None:
             native = None

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lintas.biometrics import matching
+from lintas.biometrics import matching, mcc
 from lintas.biometrics.extraction import extract
 from lintas.biometrics.images import load_image
 from lintas.biometrics.minutiae import FingerView, Minutia
@@ -140,7 +140,6 @@ def test_fusion_adds_evidence_and_needs_a_shared_finger(db3) -> None:
 def test_exhaustive_scoring_equals_one_comparison_at_a_time(db3) -> None:
     """mcc.score_many (every probe against every bare gallery template, in parallel, the
     gallery's cylinders built inside) gives exactly the scores of `compare`."""
-    from lintas.biometrics import mcc
 
     probes = [matching.prepare(db3[(finger, 2)][0]) for finger in (101, 104, 108)]
     probes.append(matching.prepare(FingerView(1, ())))  # an empty probe scores 0
@@ -162,7 +161,6 @@ def test_cylinder_validity_equals_the_cell_by_cell_hull_test() -> None:
     """`cylinders` decides most cells' validity from one bound per row and hull edge;
     the result must be exactly the cell-by-cell test of the method (cell centre within
     HULL_MARGIN of the minutiae's convex hull, inside the cylinder's circle)."""
-    from lintas.biometrics import mcc
 
     rng = np.random.default_rng(7)
     delta = 2 * mcc.RADIUS / mcc.NS
@@ -191,7 +189,6 @@ def _reference_similarities(a: matching.MatchTemplate, b: matching.MatchTemplate
     """The cylinder similarity by its definition, with Python integers: the share of
     differing bits over the cells valid in both, for usable cylinders at most 90° apart
     that share enough valid cells (0 otherwise)."""
-    from lintas.biometrics import mcc
 
     def ones(words: np.ndarray) -> int:
         return sum(bin(int(w)).count("1") for w in words)
@@ -219,7 +216,6 @@ def _reference_similarities(a: matching.MatchTemplate, b: matching.MatchTemplate
 def test_similarities_follow_the_definition_in_any_minutia_order(db3) -> None:
     """The fast similarities (matching order, vector popcounts, shortcuts for fully
     valid cylinders) equal the definition, and do not depend on the minutiae's order."""
-    from lintas.biometrics import mcc
 
     a = matching.prepare(db3[(102, 1)][0])
     b = matching.prepare(db3[(102, 2)][0])
@@ -237,7 +233,6 @@ def test_similarities_follow_the_definition_in_any_minutia_order(db3) -> None:
 def test_prepare_puts_minutiae_in_matching_order_and_remembers_theirs(db3) -> None:
     """Fully valid cylinders first, each group by direction; `index` maps every row back
     to the extractor's minutia."""
-    from lintas.biometrics import mcc
 
     view = db3[(105, 1)][0]
     t = matching.prepare(view)
@@ -255,7 +250,6 @@ def test_vector_popcount_of_rows_equals_plain_counting() -> None:
     """The LLVM vector popcount of two cylinder rows, on whole arrays and on slices."""
     from numba import njit
 
-    from lintas.biometrics import mcc
 
     @njit
     def counts(x, y):  # type: ignore[no-untyped-def]
@@ -276,7 +270,7 @@ def test_vector_popcount_of_rows_equals_plain_counting() -> None:
 
 
 @pytest.fixture(scope="module")
-def db3_phases(fvc2004: Path, db3) -> dict[tuple[int, int], tuple[matching.MatchTemplate, ...]]:
+def db3_phases(fvc2004: Path, db3) -> dict[tuple[int, int], matching.Phases]:
     """DB3_B, impressions 1-3 of every finger, prepared at every grid phase, for the
     impressions of good quality (NFIQ 2, as in the single-view test above)."""
     from lintas.biometrics.extraction import extract_phases
@@ -313,6 +307,28 @@ def test_phased_comparison_averages_the_phases_and_has_its_own_calibration(db3_p
         matching.prepare_phases([])
     with pytest.raises(matching.MatchError, match="template"):
         matching.compare_phases((), b)
+
+
+def test_packed_phases_score_exactly_as_view_by_view_comparison(db3_phases) -> None:
+    """compare_phases hands the compiled core every view in one call (`Phases.packed`);
+    its score is exactly the mean of the views compared one at a time through
+    `mcc.compare`, the unpacked entry the index and exhaustive scoring use."""
+    keys = sorted(db3_phases)[:4]
+    for ka, kb in itertools.combinations(keys, 2):
+        a, b = db3_phases[ka], db3_phases[kb]
+        one_by_one = 0.0
+        for i in range(matching.PHASES):
+            va, vb = a[i], b[i]
+            one_by_one += mcc.compare(va.x, va.y, va.theta, va.bits, va.valid, va.usable,
+                                      vb.x, vb.y, vb.theta, vb.bits, vb.valid, vb.usable)[0]
+            assert matching.compare(va, vb) == mcc.compare(
+                va.x, va.y, va.theta, va.bits, va.valid, va.usable,
+                vb.x, vb.y, vb.theta, vb.bits, vb.valid, vb.usable)[0]
+        assert matching.compare_phases(a, b) == one_by_one / matching.PHASES
+        # Plain sequences of views are packed on the way; views past PHASES are ignored.
+        assert matching.compare_phases(list(a), tuple(b)) == matching.compare_phases(a, b)
+        longer = matching.Phases((*a, a[1]))
+        assert matching.compare_phases(longer, b) == matching.compare_phases(a, b)
 
 
 def test_phased_genuine_pairs_pass_and_impostors_fail_at_fmr_0_1pct(db3_phases) -> None:

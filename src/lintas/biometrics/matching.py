@@ -26,8 +26,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, field
+from functools import cache, cached_property
 from importlib import resources
 
 import numpy as np
@@ -55,6 +55,13 @@ class MatchTemplate:
     usable: np.ndarray
     index: np.ndarray
     position: int = 0
+    geo: np.ndarray = field(init=False, repr=False)  # mcc.pack: read by every comparison
+    info: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        geo, info = mcc.pack(self.x, self.y, self.theta, self.bits, self.valid, self.usable)
+        object.__setattr__(self, "geo", geo)
+        object.__setattr__(self, "info", info)
 
     @property
     def size(self) -> int:
@@ -75,11 +82,26 @@ def prepare(view: FingerView) -> MatchTemplate:
     return MatchTemplate(x, y, theta, bits, valid, usable, index, view.position)
 
 
-def prepare_phases(views: Sequence[FingerView]) -> tuple[MatchTemplate, ...]:
+class Phases(tuple[MatchTemplate, ...]):
+    """The prepared views of one impression, view 0 first (a tuple); the first PHASES of
+    them packed once into the arrays `compare_phases` hands the compiled core in one
+    call."""
+
+    @cached_property
+    def packed(self) -> tuple[np.ndarray, ...]:
+        views = self[:PHASES]
+        offsets = np.cumsum([0, *(view.size for view in views)]).astype(np.int64)
+        return (np.concatenate([view.geo.ravel() for view in views]),
+                np.concatenate([view.bits for view in views]),
+                np.concatenate([view.valid for view in views]),
+                np.concatenate([view.info.ravel() for view in views]), offsets)
+
+
+def prepare_phases(views: Sequence[FingerView]) -> Phases:
     """`prepare` for each view of an impression (as `extract_phases` returns them)."""
     if not views:
         raise MatchError("views: at least one view of the impression is needed")
-    return tuple(prepare(view) for view in views)
+    return Phases(prepare(view) for view in views)
 
 
 Template = MatchTemplate | Sequence[MatchTemplate]  # one view, or the phases of one
@@ -99,13 +121,15 @@ def phased(probe: Template, reference: Template) -> bool:
 
 
 def _compare(a: MatchTemplate, b: MatchTemplate) -> tuple[float, np.ndarray, np.ndarray]:
-    return mcc.compare(a.x, a.y, a.theta, a.bits, a.valid, a.usable,  # type: ignore[no-any-return]
-                       b.x, b.y, b.theta, b.bits, b.valid, b.usable)
+    return mcc.compare_packed(a.geo, a.bits, a.valid, a.info,  # type: ignore[no-any-return]
+                              b.geo, b.bits, b.valid, b.info)
 
 
 def compare(probe: MatchTemplate, reference: MatchTemplate) -> float:
     """The raw similarity of two impressions, in [0, 1]; see `Calibration` for meaning."""
-    return float(_compare(probe, reference)[0])
+    return float(mcc.score_packed(probe.geo, probe.bits, probe.valid, probe.info,
+                                  reference.geo, reference.bits, reference.valid,
+                                  reference.info))
 
 
 def compare_phases(probe: Template, reference: Template) -> float:
@@ -115,7 +139,9 @@ def compare_phases(probe: Template, reference: Template) -> float:
     p, r = _phases(probe), _phases(reference)
     if not phased(p, r):
         return compare(p[0], r[0])
-    return sum(compare(p[i], r[i]) for i in range(PHASES)) / PHASES
+    p = p if isinstance(p, Phases) else Phases(p)
+    r = r if isinstance(r, Phases) else Phases(r)
+    return float(mcc.compare_phased(*p.packed, *r.packed))
 
 
 @dataclass(frozen=True)
@@ -149,7 +175,7 @@ def explain(probe: Template, reference: Template) -> Comparison:
                    for (a, b), c in zip(pairs, contributions, strict=True))
     if not phased(p, r):
         return Comparison(float(score), calibration().fmr(float(score)), paired)
-    score = (score + sum(compare(p[i], r[i]) for i in range(1, PHASES))) / PHASES
+    score = compare_phases(p, r)
     return Comparison(float(score), calibration(phased=True).fmr(float(score)), paired,
                       PHASES)
 

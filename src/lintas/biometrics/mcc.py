@@ -133,12 +133,19 @@ _and_popcount: Any = intrinsic(_and_popcount_intrinsic)
 
 @njit(cache=True, inline="always")
 def _angle_diff(a: float, b: float) -> float:
-    """a - b wrapped to [-pi, pi)."""
+    """a - b wrapped to [-pi, pi).
+
+    Directions here lie in [0, 2 pi) or [-pi, pi), so one step (two selects the compiler
+    makes branch-free) wraps any difference of them; the loops only ever run for other
+    inputs, with the same result as stepping from the start."""
     d = a - b
-    while d < -math.pi:
-        d += TWO_PI
-    while d >= math.pi:
-        d -= TWO_PI
+    d = d + TWO_PI if d < -math.pi else d
+    d = d - TWO_PI if d >= math.pi else d
+    if d < -math.pi or d >= math.pi:
+        while d < -math.pi:
+            d += TWO_PI
+        while d >= math.pi:
+            d -= TWO_PI
     return d
 
 
@@ -414,9 +421,36 @@ LEVELS = 1024  # similarities are ordered quantised to 1 / LEVELS
 
 
 @njit(cache=True)
-def _similarity_list(ba, va, ua, ta, bb, vb, ub, tb, pair_a, pair_b, value):  # type: ignore[no-untyped-def]
+def pack(x, y, theta, bits, valid, usable):  # type: ignore[no-untyped-def]
+    """What a comparison reads of a template besides its cylinders, computed once:
+    geo rows x, y, theta and theta in [0, 2 pi); info rows each cylinder's set bits, its
+    valid cells, whether every cell of its circle is valid, and whether it is usable."""
+    n = x.shape[0]
+    ones, cells, full = _ones_and_cells(bits, valid)
+    geo = np.empty((4, n), dtype=np.float64)
+    info = np.empty((4, n), dtype=np.int64)
+    for m in range(n):
+        geo[0, m], geo[1, m], geo[2, m] = x[m], y[m], theta[m]
+        geo[3, m] = theta[m] % TWO_PI  # so that one step wraps a difference
+        info[0, m], info[1, m] = ones[m], cells[m]
+        info[2, m], info[3, m] = full[m], usable[m]
+    return geo, info
+
+
+@njit(cache=True)
+def _common_bits(ba, a, bb, near, listed, commons):  # type: ignore[no-untyped-def]
+    """commons[n] = the bits cylinder a of ba shares with cylinder near[n] of bb, for n
+    below `listed`. A function of its own: in the caller's loop, the stores there kept
+    the compiler from holding a's row in registers and crowded it into spilling."""
+    for n in range(listed):
+        commons[n] = _and_popcount(ba, a, bb, near[n])
+
+
+@njit(cache=True, error_model="numpy")
+def _similarity_list(ba, va, geo_a, info_a, bb, vb, geo_b, info_b, pair_a, pair_b, value):  # type: ignore[no-untyped-def]
     """The positive cylinder similarities, row by row: pair (pair_a[i], pair_b[i]) has
-    similarity value[i]; returns how many there are.
+    similarity value[i]; returns how many there are. Each template comes as its
+    cylinders and `pack`'s arrays.
 
     The similarity counts only cells valid in both cylinders. Bits are only ever set in
     valid cells, and most cylinders are valid in every cell of the circle (only those
@@ -429,12 +463,12 @@ def _similarity_list(ba, va, ua, ta, bb, vb, ub, tb, pair_a, pair_b, value):  # 
     order they cost a misprediction about every other pair."""
     na, nb = ba.shape[0], bb.shape[0]
     min_cells = MIN_MATCHABLE * _circle_cells() * ND
-    ones_a_all, cells_a, full_a = _ones_and_cells(ba, va)
-    ones_b_all, cells_b, full_b = _ones_and_cells(bb, vb)
-    # Directions in [0, 2 pi), so that one step wraps a difference (as _angle_diff does).
-    ta = ta % TWO_PI
-    tb = tb % TWO_PI
+    ones_a_all, cells_a, full_a, ua = info_a[0], info_a[1], info_a[2], info_a[3]
+    ones_b_all, cells_b, full_b, ub = info_b[0], info_b[1], info_b[2], info_b[3]
+    ta, tb = geo_a[3], geo_b[3]
     near = np.empty(nb, dtype=np.int64)
+    commons = np.empty(nb, dtype=np.int64)
+    similar = np.empty(nb, dtype=np.float64)
     count = 0
     for a in range(na):
         if not ua[a]:
@@ -446,13 +480,24 @@ def _similarity_list(ba, va, ua, ta, bb, vb, ub, tb, pair_a, pair_b, value):  # 
             d = d + TWO_PI if d < -math.pi else d
             d = d - TWO_PI if d >= math.pi else d
             near[listed] = b
-            listed += ub[b] & (abs(d) <= MAX_DIRECTION_DIFF)
+            listed += (ub[b] != 0) & (abs(d) <= MAX_DIRECTION_DIFF)
+        _common_bits(ba, a, bb, near, listed, commons)
+        # The similarity as if both cylinders were valid everywhere (the usual case), in
+        # a loop without branches that the compiler vectorises, divisions included.
+        ones_a = ones_a_all[a]
+        for n in range(listed):
+            denominator = ones_a + ones_b_all[near[n]]
+            similar[n] = 1.0 - (denominator - 2 * commons[n]) / max(denominator, 1)
         for n in range(listed):
             b = near[n]
-            common = _and_popcount(ba, a, bb, b)
+            common = commons[n]
             if full_a[a] and full_b[b]:
-                ones_a, ones_b = ones_a_all[a], ones_b_all[b]
-            elif full_a[a]:  # the common validity is b's
+                pair_a[count] = a
+                pair_b[count] = b
+                value[count] = similar[n]
+                count += common > 0  # else no common bit, or an empty denominator
+                continue
+            if full_a[a]:  # the common validity is b's
                 if cells_b[b] < min_cells:
                     continue
                 ones_a, ones_b = _and_popcount(ba, a, vb, b), ones_b_all[b]
@@ -482,7 +527,10 @@ def local_similarities(ba, va, ua, ta, bb, vb, ub, tb):  # type: ignore[no-untyp
     pair_a = np.empty(na * nb, dtype=np.int64)
     pair_b = np.empty(na * nb, dtype=np.int64)
     value = np.empty(na * nb, dtype=np.float64)
-    count = _similarity_list(ba, va, ua, ta, bb, vb, ub, tb, pair_a, pair_b, value)
+    geo_a, info_a = pack(ta, ta, ta, ba, va, ua)
+    geo_b, info_b = pack(tb, tb, tb, bb, vb, ub)
+    count = _similarity_list(ba, va, geo_a, info_a, bb, vb, geo_b, info_b, pair_a, pair_b,
+                             value)
     out = np.zeros((na, nb), dtype=np.float64)
     for i in range(count):
         out[pair_a[i], pair_b[i]] = value[i]
@@ -518,9 +566,44 @@ def compare(xa, ya, ta, ba, va, ua, xb, yb, tb, bb, vb, ub):  # type: ignore[no-
 
     Returns (score, pairs, contributions): pairs is an (n, 2) array of minutia indices
     (first template, second template) and contributions their share of the score. Any
-    minutia order gives a score; `direction_order` gives the fastest (see
-    `_similarity_list`).
+    minutia order gives a score; `matching_order` gives the fastest (see
+    `_similarity_list`). `compare_packed` is the same on templates packed beforehand.
     """
+    geo_a, info_a = pack(xa, ya, ta, ba, va, ua)
+    geo_b, info_b = pack(xb, yb, tb, bb, vb, ub)
+    return compare_packed(geo_a, ba, va, info_a, geo_b, bb, vb, info_b)
+
+
+@njit(cache=True)
+def compare_phased(geo_a, ba, va, info_a, off_a, geo_b, bb, vb, info_b, off_b):  # type: ignore[no-untyped-def]
+    """The mean `compare_packed` score of views compared view by view, in one call
+    instead of one a view. View i of a side is rows off[i]:off[i + 1] of its cylinders,
+    and its `pack` arrays flattened one after the other (geo and info hold 4 * n values
+    a view); both sides hold the same number of views. Every slice stays contiguous, so
+    the loops compile as they do for one view."""
+    views = off_a.shape[0] - 1
+    total = 0.0
+    for i in range(views):
+        a0, a1, b0, b1 = off_a[i], off_a[i + 1], off_b[i], off_b[i + 1]
+        total += score_packed(geo_a[4 * a0:4 * a1].reshape(4, a1 - a0), ba[a0:a1], va[a0:a1],
+                              info_a[4 * a0:4 * a1].reshape(4, a1 - a0),
+                              geo_b[4 * b0:4 * b1].reshape(4, b1 - b0), bb[b0:b1], vb[b0:b1],
+                              info_b[4 * b0:4 * b1].reshape(4, b1 - b0))
+    return total / views
+
+
+@njit(cache=True)
+def score_packed(geo_a, ba, va, info_a, geo_b, bb, vb, info_b):  # type: ignore[no-untyped-def]
+    """`compare_packed`'s score alone (returning its arrays to Python costs more than a
+    tenth of a comparison)."""
+    return compare_packed(geo_a, ba, va, info_a, geo_b, bb, vb, info_b)[0]
+
+
+@njit(cache=True)
+def compare_packed(geo_a, ba, va, info_a, geo_b, bb, vb, info_b):  # type: ignore[no-untyped-def]
+    """`compare` of two templates given as their cylinders and `pack`'s arrays."""
+    xa, ya, ta = geo_a[0], geo_a[1], geo_a[2]
+    xb, yb, tb = geo_b[0], geo_b[1], geo_b[2]
     na, nb = xa.shape[0], xb.shape[0]
     empty = np.zeros((0, 2), dtype=np.int64)
     if na == 0 or nb == 0:
@@ -528,7 +611,8 @@ def compare(xa, ya, ta, ba, va, ua, xb, yb, tb, bb, vb, ub):  # type: ignore[no-
     pair_a = np.empty(na * nb, dtype=np.int64)
     pair_b = np.empty(na * nb, dtype=np.int64)
     value = np.empty(na * nb, dtype=np.float64)
-    listed = _similarity_list(ba, va, ua, ta, bb, vb, ub, tb, pair_a, pair_b, value)
+    listed = _similarity_list(ba, va, geo_a, info_a, bb, vb, geo_b, info_b, pair_a, pair_b,
+                              value)
     n_relax = min(na, nb, RELAX_PAIRS)
     # The n_relax most similar pairs, each minutia used at most once (greedy).
     order = _order_by_similarity(value, listed)

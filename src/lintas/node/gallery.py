@@ -58,6 +58,7 @@ from lintas.biometrics.matching import (
     PHASES,
     Comparison,
     MatchTemplate,
+    Phases,
     Template,
     compare_fingers,
     prepare,
@@ -213,7 +214,7 @@ class _Checked:
     record: bytes
     nfiq2: int | None
     minutiae_count: int
-    phases: tuple[MatchTemplate, ...]  # every view stored, prepared; view 0 first
+    phases: Phases  # every view stored, prepared; view 0 first
 
 
 EnrolListener = Callable[[list[GalleryTemplate]], None]
@@ -654,7 +655,7 @@ class Gallery:
     # --- searching --------------------------------------------------------------------
 
     def prepare_probe(self, fingers: Sequence[tuple[int, Sample]]
-                      ) -> tuple[dict[int, tuple[MatchTemplate, ...]], list[Rejection]]:
+                      ) -> tuple[dict[int, Phases], list[Rejection]]:
         """Check and extract probe fingers (with the probe quality minimum); one
         impression per position, each as its prepared views (the grid phases of an
         image; one view for minutiae)."""
@@ -678,7 +679,7 @@ class Gallery:
         return {c.position: c.record for c in checked}, rejected
 
     def probe_from_records(self, records: Mapping[int, bytes]
-                           ) -> dict[int, tuple[MatchTemplate, ...]]:
+                           ) -> dict[int, Phases]:
         """Probe templates from received records (every view up to the grid phases);
         GalleryError naming the finger when one is malformed or its view 0 holds too
         few minutiae."""
@@ -791,7 +792,7 @@ def _unknown(reference: str) -> str:
     return f"reference: no person {reference!r} in the gallery"
 
 
-def _decode(record: bytes) -> tuple[MatchTemplate, ...]:
+def _decode(record: bytes) -> Phases:
     """A stored finger's views (up to the grid phases), prepared for comparison."""
     return prepare_phases(formats.read(record, TEMPLATE_FORMAT).views[:PHASES])
 

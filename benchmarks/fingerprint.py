@@ -359,7 +359,8 @@ def exhaustive_rank1(sample: list[tuple[int, matching.MatchTemplate]],
 
 
 def measure_search(databases: list[Database], size: int, probes_wanted: int,
-                   exhaustive_probes: int, exhaustive_max: int) -> dict[str, Any]:
+                   exhaustive_probes: int, exhaustive_max: int,
+                   exhaustive_from: int = 0) -> dict[str, Any]:
     rng = np.random.default_rng(size)
     mates: dict[tuple[str, str], int] = {}
     real_sources: list[tuple[matching.MatchTemplate, np.ndarray]] = []  # and recurring
@@ -412,21 +413,21 @@ def measure_search(databases: list[Database], size: int, probes_wanted: int,
             progress(f"  1:N {size}: searched {n}/{len(chosen)}")
     exhaustive = None
     if keep_full:
-        sample = [(mate, phases[0]) for mate, phases in chosen[:exhaustive_probes]]
+        window = slice(exhaustive_from, exhaustive_from + exhaustive_probes)
+        sample = [(mate, phases[0]) for mate, phases in chosen[window]]
         offsets = np.cumsum([0] + [len(x) for x, _, _ in full])
         exhaustive = exhaustive_rank1(sample, *(np.concatenate([f[i] for f in full])
                                                 for i in range(3)), offsets, size)
-        progress(f"  1:N {size}: on the exhaustive sample ({len(sample)} probes), index "
-                 f"rank-1 {np.mean(found_first[:len(sample)]):.3f}, exhaustive "
-                 f"{exhaustive:.3f}")
+        progress(f"  1:N {size}: on the exhaustive sample ({len(sample)} probes from "
+                 f"probe {exhaustive_from}), index rank-1 "
+                 f"{np.mean(found_first[window]):.3f}, exhaustive {exhaustive:.3f}")
     return {"p50_ms": 1000 * float(np.median(latencies)),
             "p99_ms": 1000 * float(np.percentile(latencies, 99)),
             "rank1": float(np.mean(found_first)), "rank1_exhaustive": exhaustive,
             "rank1_index_on_exhaustive_sample": (
-                None if exhaustive is None
-                else float(np.mean(found_first[:exhaustive_probes]))),
-            "exhaustive_probes": None if exhaustive is None else min(exhaustive_probes,
-                                                                     len(chosen)),
+                None if exhaustive is None else float(np.mean(found_first[window]))),
+            "exhaustive_probes": None if exhaustive is None else len(sample),
+            "exhaustive_from": None if exhaustive is None else exhaustive_from,
             "bytes_per_finger": shard.bytes_per_finger, "build_s": build_s,
             "probes": len(chosen), "real_fingers": len(mates),
             "synthetic_fingers": size - len(mates)}
@@ -450,7 +451,8 @@ def search_table(search: dict[str, Any]) -> str:
                      f"{r['synthetic_fingers']:9d}")
     lines.append("1:N: real probes against their real first impressions, in galleries "
                  "filled with SYNTHETIC fingers (see --help). exhaustive: rank-1 of the "
-                 "full matcher against every finger, on the first `sample` probes; "
+                 "full matcher against every finger, on `sample` probes (the first, or "
+                 "from --exhaustive-from); "
                  "(index): the index's rank-1 on that same sample; n/m: not measured at "
                  "this size (--exhaustive-max).")
     return "\n".join(lines)
@@ -490,6 +492,9 @@ def main() -> None:
                         help="1:N probes per gallery size (real impressions)")
     parser.add_argument("--exhaustive-probes", type=int, default=40,
                         help="probes searched exhaustively, for the rank-1 baseline")
+    parser.add_argument("--exhaustive-from", type=int, default=0, metavar="N",
+                        help="the exhaustive sample starts at the Nth probe (0-based), so "
+                             "that a long baseline can be split over runs")
     parser.add_argument("--exhaustive-max", type=int, default=100000,
                         help="largest gallery searched exhaustively")
     parser.add_argument("--calibration-out", type=Path,
@@ -501,6 +506,9 @@ def main() -> None:
     sizes = parse_sizes(args.sizes)
     if args.probes < 1 or args.exhaustive_probes < 1:
         raise SystemExit("--probes and --exhaustive-probes must be at least 1")
+    if not 0 <= args.exhaustive_from < args.probes:
+        raise SystemExit(f"--exhaustive-from must be at least 0 and below --probes "
+                         f"({args.probes}), not {args.exhaustive_from}")
     found = find_databases(root, parse_ppi(args.ppi))
     results: dict[str, dict[str, Any]] = {m: {"databases": {}} for m in MATCHERS}
     every_impostor: dict[str, list[float]] = {m: [] for m in MATCHERS}
@@ -519,7 +527,8 @@ def main() -> None:
     for size in sizes:
         progress(f"1:N search, gallery of {size}")
         search[str(size)] = measure_search(databases, size, args.probes,
-                                           args.exhaustive_probes, args.exhaustive_max)
+                                           args.exhaustive_probes, args.exhaustive_max,
+                                           args.exhaustive_from)
     if search:
         print()
         print(search_table(search))

@@ -45,6 +45,8 @@ def bench_module() -> ModuleType:
     (["--ppi", "DB3_B=fine"], "--ppi: 'DB3_B=fine' is not NAME=PPI"),
     (["--ppi", "DB3_B=20"], "ppi must be 250..2000"),
     (["--probes", "0"], "--probes and --exhaustive-probes must be at least 1"),
+    (["--probes", "5", "--exhaustive-from", "5"],
+     "--exhaustive-from must be at least 0 and below --probes (5), not 5"),
 ])
 def test_bad_options_are_refused_by_name(args: list[str], message: str,
                                          tmp_path: Path) -> None:
@@ -66,7 +68,8 @@ def test_table_and_json_on_real_prints(fvc_sample: Path, tmp_path: Path) -> None
     out = tmp_path / "bench.json"
     single, phased = tmp_path / "single.json", tmp_path / "phases.json"
     result = run("--data", str(fvc_sample), "--sizes", "300", "--probes", "6",
-                 "--exhaustive-probes", "6", "--json", str(out), "--calibration-out",
+                 "--exhaustive-probes", "4", "--exhaustive-from", "2", "--json", str(out),
+                 "--calibration-out",
                  str(single), "--phase-calibration-out", str(phased))
     assert result.returncode == 0, result.stderr
     assert "DB1_B" in result.stdout and "Bozorth3" in result.stdout
@@ -84,6 +87,7 @@ def test_table_and_json_on_real_prints(fvc_sample: Path, tmp_path: Path) -> None
     assert set(search) >= SEARCH_KEYS
     assert search["probes"] == 6 and search["synthetic_fingers"] == 297
     assert 0.0 <= search["rank1"] <= 1.0 and 0.0 <= search["rank1_exhaustive"] <= 1.0
+    assert search["exhaustive_probes"] == 4 and search["exhaustive_from"] == 2  # probes 2-5
     assert 0 < search["bytes_per_finger"] <= 1024
     assert search["p50_ms"] <= search["p99_ms"]
     # Four extractions cost more than one; the calibration tables are the two matchers'.

@@ -1,7 +1,7 @@
 """1:1 fingerprint comparison with scores calibrated to a false match rate.
 
     prepare(view)                     -> MatchTemplate   (once per impression, ~1 ms)
-    prepare_phases(views)             -> tuple of MatchTemplate (one per grid phase)
+    prepare_phases(views)             -> Phases (a tuple of MatchTemplate, one a grid phase)
     compare(probe, reference)         -> float           (raw similarity in [0, 1])
     compare_phases(probe, reference)  -> float           (their mean over the phases)
     explain(probe, reference)         -> Comparison      (score, FMR, paired minutiae)
@@ -16,7 +16,8 @@ it, and docs/biometrics.md shows it). Several fingers are fused by adding their 
 
 *Phases.* An impression extracted at the four grid phases of
 `lintas.biometrics.extraction.PHASE_SHIFTS` (views 0..3) is compared phase by phase and
-the four raw scores averaged; that score has its own table, `calibration-phases.json`
+the four raw scores averaged (`Phases` packs its views once, so that the four comparisons
+run in one call of the compiled core); that score has its own table, `calibration-phases.json`
 (`--phase-calibration-out`). Where either side holds one view only (a template from
 another system), the comparison falls back to view 0 and the single-extraction table.
 """
@@ -175,7 +176,10 @@ def explain(probe: Template, reference: Template) -> Comparison:
                    for (a, b), c in zip(pairs, contributions, strict=True))
     if not phased(p, r):
         return Comparison(float(score), calibration().fmr(float(score)), paired)
-    score = compare_phases(p, r)
+    total = 0.0  # summed as compare_phases sums, so that the score is bit for bit its
+    for i in range(PHASES):
+        total += score if i == 0 else compare(p[i], r[i])
+    score = total / PHASES
     return Comparison(float(score), calibration(phased=True).fmr(float(score)), paired,
                       PHASES)
 

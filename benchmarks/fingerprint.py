@@ -39,11 +39,10 @@ finger would be a mate of that finger's probes, not an impostor). Many are made 
 each real template, so the crowd is less varied than as many real fingers would be.
 Probes are the REAL other impressions of the real fingers (up to --probes of them).
 Reported: build time, search latency p50/p99 (both cores), rank-1 with the index, rank-1
-with exhaustive matching (the full matcher against every finger's full template, on the
---exhaustive-probes probes from the --exhaustive-from'th (0: the first), only for N up
-to --exhaustive-max; the index's rank-1
-on the same probes is shown beside it), and index bytes per finger. The table says which
-figures rest on synthetic data.
+with exhaustive matching (the full matcher against every finger's full template, on
+--exhaustive-probes probes from the --exhaustive-from'th (0: the first), only for N up to
+--exhaustive-max; the index's rank-1 on the same probes is shown beside it), and index
+bytes per finger. The table says which figures rest on synthetic data.
 
 Progress goes to stderr, the table to stdout.
 """

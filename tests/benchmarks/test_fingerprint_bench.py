@@ -69,8 +69,7 @@ def test_table_and_json_on_real_prints(fvc_sample: Path, tmp_path: Path) -> None
     single, phased = tmp_path / "single.json", tmp_path / "phases.json"
     result = run("--data", str(fvc_sample), "--sizes", "300", "--probes", "6",
                  "--exhaustive-probes", "4", "--exhaustive-from", "2", "--json", str(out),
-                 "--calibration-out",
-                 str(single), "--phase-calibration-out", str(phased))
+                 "--calibration-out", str(single), "--phase-calibration-out", str(phased))
     assert result.returncode == 0, result.stderr
     assert "DB1_B" in result.stdout and "Bozorth3" in result.stdout
     assert "ours/1" in result.stdout  # view 0 alone, beside the phased comparison

@@ -140,7 +140,6 @@ def test_fusion_adds_evidence_and_needs_a_shared_finger(db3) -> None:
 def test_exhaustive_scoring_equals_one_comparison_at_a_time(db3) -> None:
     """mcc.score_many (every probe against every bare gallery template, in parallel, the
     gallery's cylinders built inside) gives exactly the scores of `compare`."""
-
     probes = [matching.prepare(db3[(finger, 2)][0]) for finger in (101, 104, 108)]
     probes.append(matching.prepare(FingerView(1, ())))  # an empty probe scores 0
     gallery = [matching.prepare(db3[(finger, 1)][0]) for finger in range(101, 111)]
@@ -161,7 +160,6 @@ def test_cylinder_validity_equals_the_cell_by_cell_hull_test() -> None:
     """`cylinders` decides most cells' validity from one bound per row and hull edge;
     the result must be exactly the cell-by-cell test of the method (cell centre within
     HULL_MARGIN of the minutiae's convex hull, inside the cylinder's circle)."""
-
     rng = np.random.default_rng(7)
     delta = 2 * mcc.RADIUS / mcc.NS
     for n, spread in ((12, 60.0), (25, 120.0), (40, 200.0), (60, 150.0), (3, 40.0)):
@@ -189,7 +187,6 @@ def _reference_similarities(a: matching.MatchTemplate, b: matching.MatchTemplate
     """The cylinder similarity by its definition, with Python integers: the share of
     differing bits over the cells valid in both, for usable cylinders at most 90° apart
     that share enough valid cells (0 otherwise)."""
-
     def ones(words: np.ndarray) -> int:
         return sum(bin(int(w)).count("1") for w in words)
 
@@ -216,7 +213,6 @@ def _reference_similarities(a: matching.MatchTemplate, b: matching.MatchTemplate
 def test_similarities_follow_the_definition_in_any_minutia_order(db3) -> None:
     """The fast similarities (matching order, vector popcounts, shortcuts for fully
     valid cylinders) equal the definition, and do not depend on the minutiae's order."""
-
     a = matching.prepare(db3[(102, 1)][0])
     b = matching.prepare(db3[(102, 2)][0])
     fast = mcc.local_similarities(a.bits, a.valid, a.usable, a.theta,
@@ -233,7 +229,6 @@ def test_similarities_follow_the_definition_in_any_minutia_order(db3) -> None:
 def test_prepare_puts_minutiae_in_matching_order_and_remembers_theirs(db3) -> None:
     """Fully valid cylinders first, each group by direction; `index` maps every row back
     to the extractor's minutia."""
-
     view = db3[(105, 1)][0]
     t = matching.prepare(view)
     full = [mcc._ones_and_cells(t.bits[i:i + 1], t.valid[i:i + 1])[2][0] for i in range(t.size)]
@@ -249,7 +244,6 @@ def test_prepare_puts_minutiae_in_matching_order_and_remembers_theirs(db3) -> No
 def test_vector_popcount_of_rows_equals_plain_counting() -> None:
     """The LLVM vector popcount of two cylinder rows, on whole arrays and on slices."""
     from numba import njit
-
 
     @njit
     def counts(x, y):  # type: ignore[no-untyped-def]
@@ -319,11 +313,10 @@ def test_packed_phases_score_exactly_as_view_by_view_comparison(db3_phases) -> N
         one_by_one = 0.0
         for i in range(matching.PHASES):
             va, vb = a[i], b[i]
-            one_by_one += mcc.compare(va.x, va.y, va.theta, va.bits, va.valid, va.usable,
-                                      vb.x, vb.y, vb.theta, vb.bits, vb.valid, vb.usable)[0]
-            assert matching.compare(va, vb) == mcc.compare(
-                va.x, va.y, va.theta, va.bits, va.valid, va.usable,
-                vb.x, vb.y, vb.theta, vb.bits, vb.valid, vb.usable)[0]
+            unpacked = mcc.compare(va.x, va.y, va.theta, va.bits, va.valid, va.usable,
+                                   vb.x, vb.y, vb.theta, vb.bits, vb.valid, vb.usable)[0]
+            assert matching.compare(va, vb) == unpacked
+            one_by_one += unpacked
         assert matching.compare_phases(a, b) == one_by_one / matching.PHASES
         # Plain sequences of views are packed on the way; views past PHASES are ignored.
         assert matching.compare_phases(list(a), tuple(b)) == matching.compare_phases(a, b)

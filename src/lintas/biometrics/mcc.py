@@ -133,19 +133,12 @@ _and_popcount: Any = intrinsic(_and_popcount_intrinsic)
 
 @njit(cache=True, inline="always")
 def _angle_diff(a: float, b: float) -> float:
-    """a - b wrapped to [-pi, pi).
-
-    Directions here lie in [0, 2 pi) or [-pi, pi), so one step (two selects the compiler
-    makes branch-free) wraps any difference of them; the loops only ever run for other
-    inputs, with the same result as stepping from the start."""
+    """a - b wrapped to [-pi, pi)."""
     d = a - b
-    d = d + TWO_PI if d < -math.pi else d
-    d = d - TWO_PI if d >= math.pi else d
-    if d < -math.pi or d >= math.pi:
-        while d < -math.pi:
-            d += TWO_PI
-        while d >= math.pi:
-            d -= TWO_PI
+    while d < -math.pi:
+        d += TWO_PI
+    while d >= math.pi:
+        d -= TWO_PI
     return d
 
 
@@ -527,6 +520,7 @@ def local_similarities(ba, va, ua, ta, bb, vb, ub, tb):  # type: ignore[no-untyp
     pair_a = np.empty(na * nb, dtype=np.int64)
     pair_b = np.empty(na * nb, dtype=np.int64)
     value = np.empty(na * nb, dtype=np.float64)
+    # The similarities read directions only: the coordinates packed here are stand-ins.
     geo_a, info_a = pack(ta, ta, ta, ba, va, ua)
     geo_b, info_b = pack(tb, tb, tb, bb, vb, ub)
     count = _similarity_list(ba, va, geo_a, info_a, bb, vb, geo_b, info_b, pair_a, pair_b,

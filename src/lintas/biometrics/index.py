@@ -84,7 +84,10 @@ def _pool(bits):  # type: ignore[no-untyped-def]
                     on = False
                     for di in range(2):
                         for dj in range(2):
-                            cell = ((2 * pi + di) * mcc.NS + (2 * pj + dj)) * mcc.ND + k
+                            slot = mcc.SLOT[2 * pi + di, 2 * pj + dj]
+                            if slot < 0:  # outside the circle: never set
+                                continue
+                            cell = slot * mcc.ND + k
                             if (bits[m, cell >> 6] >> np.uint64(cell & 63)) & np.uint64(1):
                                 on = True
                     if on:  # direction-major: word k holds direction k of all 64 cells

@@ -37,7 +37,24 @@ MIN_NEIGHBOURS = 2  # minutiae that must contribute to a cylinder
 MIN_MATCHABLE = 0.6  # fraction of cells that two cylinders must share to be compared
 MAX_DIRECTION_DIFF = math.pi / 2
 
-CELLS = NS * NS * ND
+
+def _circle_slots() -> np.ndarray:
+    """slot[i, j]: the place of spatial cell (i, j) among the cells whose centre lies in
+    the cylinder's circle (row by row), or -1 for a corner cell outside it."""
+    delta_s = 2.0 * RADIUS / NS
+    centre = (np.arange(NS) + 0.5) * delta_s - RADIUS
+    inside = centre[:, None] ** 2 + centre[None, :] ** 2 <= RADIUS * RADIUS
+    slot = np.full((NS, NS), -1, dtype=np.int64)
+    slot[inside] = np.arange(int(inside.sum()))
+    return slot
+
+
+# A cylinder's bits are packed for its circle only: the corner cells are never valid,
+# and storing them (48 of the 16 x 16 spatial cells, 288 of 1,536 bits) made every
+# comparison read and count 24 words instead of 20. Bit SLOT[i, j] * ND + k is spatial
+# cell (i, j), direction cell k.
+SLOT = _circle_slots()
+CELLS = int(SLOT.max() + 1) * ND
 WORDS = (CELLS + 63) // 64
 
 # LSS-R consolidation.
@@ -347,7 +364,7 @@ def cylinders_of(x, y, theta, which):  # type: ignore[no-untyped-def]
                 if not cell_valid[i, j]:
                     continue
                 for k in range(ND):
-                    cell = (i * NS + j) * ND + k
+                    cell = SLOT[i, j] * ND + k
                     word, bit = cell >> 6, np.uint64(1) << np.uint64(cell & 63)
                     valid[row, word] |= bit
                     if total[i, j, k] >= MU_PSI:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from lintas.crypto import KeyPair
+from lintas.crypto import KeyPair, keys
 from lintas.hub import hub_database, registry
 from lintas.hub.app import create_app
 from lintas.hub.relay import Relay
@@ -27,6 +27,23 @@ from lintas.storage import Database
 
 REPO = Path(__file__).resolve().parents[1]
 PASSPHRASE = "correct horse battery staple"
+
+# Sealing a private key derives its wrapping key with PBKDF2 (keys.PBES2_ITERATIONS,
+# 210,000 rounds, about 0.12 s here), and every hub and node a test sets up seals and
+# unseals several keys: thousands of derivations over the suite. Keys sealed inside the
+# test process use far fewer rounds; the count travels in each sealed key's header, so
+# servers and CLI runs in other processes (which keep the real setting) read them all
+# the same. tests/crypto/test_keys.py checks the real setting.
+REAL_PBES2_ITERATIONS = keys.PBES2_ITERATIONS
+TEST_PBES2_ITERATIONS = 1_000
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fast_key_sealing() -> Iterator[None]:
+    patch = pytest.MonkeyPatch()
+    patch.setattr(keys, "PBES2_ITERATIONS", TEST_PBES2_ITERATIONS)
+    yield
+    patch.undo()
 PG_ADMIN = os.environ.get("LINTAS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", "postgresql"]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,19 @@ def test_passphrase_file_wins_over_the_variable(tmp_path: Path,
     monkeypatch.delenv("LINTAS_T_PASSPHRASE")
     with pytest.raises(KeyMaterialError, match="LINTAS_T_PASSPHRASE_FILE"):
         read_passphrase("LINTAS_T")
+
+
+def test_keys_are_sealed_with_210000_pbkdf2_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite seals keys with fewer rounds (tests/conftest.py); the real setting is
+    OWASP's 210,000 for PBKDF2-HMAC-SHA512, written into each sealed key's header, and a
+    key sealed with it unseals."""
+    from lintas.crypto import keys
+    from tests.conftest import REAL_PBES2_ITERATIONS
+
+    assert REAL_PBES2_ITERATIONS == 210_000
+    monkeypatch.setattr(keys, "PBES2_ITERATIONS", REAL_PBES2_ITERATIONS)
+    pair = generate("enc")
+    sealed = seal_private(pair, PASS)
+    header = json.loads(base64.urlsafe_b64decode(sealed.split(".")[0] + "=="))
+    assert (header["alg"], header["p2c"]) == ("PBES2-HS512+A256KW", 210_000)
+    assert unseal_private(sealed, "enc", PASS).kid == pair.kid

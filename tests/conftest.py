@@ -44,6 +44,8 @@ def _fast_key_sealing() -> Iterator[None]:
     patch.setattr(keys, "PBES2_ITERATIONS", TEST_PBES2_ITERATIONS)
     yield
     patch.undo()
+
+
 PG_ADMIN = os.environ.get("LINTAS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", "postgresql"]
 

@@ -54,7 +54,8 @@ def _circle_slots() -> np.ndarray:
 # comparison read and count 24 words instead of 20. Bit SLOT[i, j] * ND + k is spatial
 # cell (i, j), direction cell k.
 SLOT = _circle_slots()
-CELLS = int(SLOT.max() + 1) * ND
+CIRCLE_CELLS = int(SLOT.max() + 1)
+CELLS = CIRCLE_CELLS * ND
 WORDS = (CELLS + 63) // 64
 
 # LSS-R consolidation.
@@ -315,7 +316,7 @@ def cylinders_of(x, y, theta, which):  # type: ignore[no-untyped-def]
             for j in range(NS):
                 cv = (j + 0.5) * delta_s - RADIUS
                 ok = False
-                if cu * cu + cv * cv <= RADIUS * RADIUS:
+                if SLOT[i, j] >= 0:  # inside the circle
                     if deep or inner_lo <= j <= inner_hi:
                         ok = True
                     elif outer_lo <= j <= outer_hi:
@@ -417,14 +418,8 @@ def in_matching_order(x, y, theta, bits, valid, usable):  # type: ignore[no-unty
 
 @njit(cache=True)
 def _circle_cells() -> int:
-    delta_s = 2.0 * RADIUS / NS
-    count = 0
-    for i in range(NS):
-        for j in range(NS):
-            cu, cv = (i + 0.5) * delta_s - RADIUS, (j + 0.5) * delta_s - RADIUS
-            if cu * cu + cv * cv <= RADIUS * RADIUS:
-                count += 1
-    return count
+    """The spatial cells of a cylinder's circle (`SLOT` numbers them)."""
+    return CIRCLE_CELLS
 
 
 LEVELS = 1024  # similarities are ordered quantised to 1 / LEVELS

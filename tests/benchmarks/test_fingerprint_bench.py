@@ -96,6 +96,7 @@ def test_table_and_json_on_real_prints(fvc_sample: Path, tmp_path: Path) -> None
         assert what in table["source"] and table["impostors"] == 27  # 3 x 3 prints
         assert len(table["thresholds"]) == len(table["fmrs"]) > 300
         assert table["fmrs"][0] == 1.0 and table["fmrs"] == sorted(table["fmrs"], reverse=True)
+        assert "tail" not in table  # 27 impostors are too few to fit one (2,000 needed)
 
 
 def test_synthetic_fingers_are_not_mates_of_their_source(fvc2004: Path) -> None:
@@ -124,3 +125,24 @@ def _score(source: matching.MatchTemplate, x: np.ndarray, y: np.ndarray,
     score, _, _ = mcc.compare(source.x, source.y, source.theta, source.bits, source.valid,
                               source.usable, x, y, t, bits, valid, usable)
     return float(score)
+
+
+def test_a_calibration_table_of_enough_impostors_carries_its_fitted_tail() -> None:
+    """What --calibration-out writes from 3,000 impostor scores (log-normal, as raw MCC
+    scores are roughly): the table, and a tail that starts at the 201st-highest score,
+    at the table's own rate there, and reads back as a matching.Calibration."""
+    bench = bench_module()
+    scores = np.exp(np.random.default_rng(3).normal(np.log(3e-5), 0.5, 3_000))
+    table = bench.calibration_table(list(scores), "test")
+    tail = table["tail"]
+    assert tail["score"] == np.sort(scores)[::-1][200] and tail["fitted"] == 200
+    assert tail["fmr"] == pytest.approx(200 / 3_000, rel=0.05)
+    assert 0 < tail["alpha"] < tail["alpha_fitted"] and tail["floor"] == 1e-10
+    cal = matching.Calibration(tuple(table["thresholds"]), tuple(table["fmrs"]),
+                               table["impostors"], table["source"],
+                               matching.Tail(tail["score"], tail["fmr"], tail["alpha"],
+                                             tail["fitted"], tail["floor"]))
+    assert cal.fmr(tail["score"]) == tail["fmr"]
+    assert cal.fmr(float(np.nextafter(tail["score"], 0))) == pytest.approx(tail["fmr"],
+                                                                           rel=0.01)
+    assert cal.fmr(scores.max() * 100) < 1 / 3_000  # beyond what 3,000 could count

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 
 from lintas.biometrics import evaluation
@@ -57,3 +60,26 @@ def test_refuses_unusable_scores(genuine: list[float], impostor: list[float]) ->
 def test_refuses_fmr_out_of_range() -> None:
     with pytest.raises(ValueError, match="fmr"):
         evaluation.threshold_at_fmr([0.1], 1.5)
+
+
+def test_pareto_tail_recovers_the_exponent_of_a_power_law() -> None:
+    # Scores whose upper tail is exactly FMR(s) = s ** -3 (a Pareto law from 1 up),
+    # among as many scores below 1 that the fit must ignore.
+    rng = np.random.default_rng(5)
+    scores = np.concatenate([rng.pareto(3.0, 20_000) + 1.0, rng.uniform(0, 1, 20_000)])
+    start, alpha, low = evaluation.pareto_tail(scores, 2_000)
+    assert start > 1.0
+    assert alpha == pytest.approx(3.0, rel=0.08)
+    assert low == pytest.approx(alpha * (1 - 2 / math.sqrt(2_000)))
+    assert low < alpha
+
+
+def test_pareto_tail_refuses_what_it_cannot_fit() -> None:
+    with pytest.raises(ValueError, match=r"k: 5 is not in 1\.\.4"):
+        evaluation.pareto_tail([1.0, 2.0, 3.0, 4.0, 5.0], 5)
+    with pytest.raises(ValueError, match="positive scores"):
+        evaluation.pareto_tail([0.0, 0.0, 0.0, 1.0, 2.0], 2)
+    with pytest.raises(ValueError, match="all equal"):
+        evaluation.pareto_tail([0.5, 1.0, 1.0, 1.0], 2)
+    with pytest.raises(ValueError, match="finite"):
+        evaluation.pareto_tail([0.5, 1.0, math.inf, 1.0], 2)

@@ -106,22 +106,61 @@ def test_empty_and_tiny_templates_score_zero() -> None:
     assert matching.explain(one, one).pairs == ()
 
 
-def test_calibration_is_monotone_and_resolves_the_published_rates() -> None:
-    cal = matching.calibration()
+@pytest.mark.parametrize("phased", [False, True])
+def test_calibration_is_monotone_and_resolves_the_published_rates(phased: bool) -> None:
+    cal = matching.calibration(phased)
     assert cal.impostors >= 10_000
     assert list(cal.thresholds) == sorted(cal.thresholds)
     assert all(a >= b for a, b in itertools.pairwise(cal.fmrs))
-    for rate in (0.01, 0.001):
+    for rate in (0.01, 0.001, 1e-5, 1e-8, cal.rarest):
         threshold = cal.threshold(rate)
-        assert cal.fmr(threshold) <= rate
-    scores = np.linspace(0, 1, 50)
+        assert cal.fmr(threshold) <= rate * (1 + 1e-12)
+        assert cal.fmr(threshold * 0.999) > rate  # the smallest such threshold
+    scores = np.concatenate([[0.0], np.geomspace(1e-7, 1, 400)])
     fmrs = [cal.fmr(s) for s in scores]
     assert all(a >= b for a, b in itertools.pairwise(fmrs))
-    assert min(fmrs) == 1 / cal.impostors  # never claims a rate it could not observe
-    with pytest.raises(matching.MatchError, match="fmr"):
-        cal.threshold(1e-9)
+    tail = cal.tail
+    assert tail is not None and tail.fitted == 200 and tail.floor == 1e-10
+    # Below the tail's start, no rate rarer than the impostors could show; the tail
+    # takes over at the table's own rate, and no score claims less than its floor.
+    assert min(f for s, f in zip(scores, fmrs, strict=True) if s < tail.score) \
+        >= tail.fmr > 100 / cal.impostors
+    assert cal.fmr(tail.score) == tail.fmr
+    assert cal.fmr(float(np.nextafter(tail.score, 0))) == pytest.approx(tail.fmr, rel=1e-3)
+    assert min(fmrs) == cal.fmr(1.0) == cal.rarest == tail.floor
+    with pytest.raises(matching.MatchError, match="below the rarest rate"):
+        cal.threshold(1e-11)
     with pytest.raises(matching.MatchError, match="fmr"):
         cal.threshold(0)
+
+
+def test_a_calibration_without_a_tail_claims_no_rate_it_could_not_observe() -> None:
+    cal = matching.calibration()
+    table = matching.Calibration(cal.thresholds, cal.fmrs, cal.impostors, cal.source)
+    assert table.fmr(1.0) == table.rarest == 1 / cal.impostors
+    assert table.fmr(0.5) == table.fmr(1.0)  # strong matches all sit on the floor
+    with pytest.raises(matching.MatchError, match="below the rarest rate"):
+        table.threshold(1e-6)
+    with pytest.raises(matching.MatchError, match="inconsistent"):
+        matching.Tail(1e-4, 0.01, alpha=0.0, fitted=200, floor=1e-10)
+
+
+def test_rare_rates_come_from_the_tail_and_tell_strong_matches_apart(db3) -> None:
+    """DB3_B, impressions 1-3 of each finger: 30 mated and 405 impostor pairs. DB3's
+    impostors score highest of the four sets, yet hardly any is given a rate below 0.1 %
+    (0.4 expected if the pooled rates held for this sensor alone); nearly every mated
+    pair scores beyond all 11,520 impostors of the calibration, where a table alone would
+    floor them all at 1 / 11,520 and a search could not rank them."""
+    cal = matching.calibration()
+    views = {key: matching.prepare(view) for key, (view, _) in db3.items()}
+    mated, impostors = [], []
+    for a, b in itertools.combinations(sorted(views), 2):
+        rate = cal.fmr(matching.compare(views[a], views[b]))
+        (mated if a[0] == b[0] else impostors).append(rate)
+    assert len(mated) == 30 and len(impostors) == 405
+    assert sum(rate < 1e-3 for rate in impostors) <= 2
+    assert sum(rate < 1 / cal.impostors for rate in mated) >= 25
+    assert len(set(mated)) >= 25  # told apart, not one floor
 
 
 def test_fusion_adds_evidence_and_needs_a_shared_finger(db3) -> None:

@@ -72,3 +72,28 @@ def fmr_table(impostor: ArrayLike, thresholds: ArrayLike) -> list[float]:
     i = np.sort(np.asarray(impostor, dtype=np.float64))
     t = np.asarray(thresholds, dtype=np.float64)
     return [float(v) for v in 1.0 - np.searchsorted(i, t, side="left") / i.size]
+
+
+def pareto_tail(impostor: ArrayLike, k: int, z: float = 2.0) -> tuple[float, float, float]:
+    """The upper tail of the impostor scores as a power law, FMR(s) ~ s ** -alpha above
+    the (k+1)-th highest score: (that score, Hill's estimate of alpha, its lower bound).
+
+    Hill's estimator (Hill, 1975) is the inverse mean log-excess of the k highest scores
+    over the (k+1)-th; its standard error is about alpha / sqrt(k), so the bound is
+    alpha * (1 - z / sqrt(k)). A smaller alpha is a heavier tail: extrapolated with the
+    bound, rates are overstated rather than understated (a false match claimed rarer than
+    it is would be the dangerous error)."""
+    s = np.sort(np.asarray(impostor, dtype=np.float64))[::-1]
+    if not 1 <= k < s.size:
+        raise ValueError(f"k: {k} is not in 1..{s.size - 1} (impostor scores: {s.size})")
+    if not np.isfinite(s).all():
+        raise ValueError("scores must be finite numbers")
+    start = float(s[k])
+    if start <= 0:
+        raise ValueError(f"the {k + 1}-th highest impostor score is {start}: a power-law "
+                         "tail needs positive scores")
+    excess = float(np.mean(np.log(s[:k] / start)))
+    if excess <= 0:
+        raise ValueError(f"the {k} highest impostor scores are all equal: no tail to fit")
+    alpha = 1.0 / excess
+    return start, alpha, alpha * max(0.0, 1.0 - z / math.sqrt(k))

@@ -185,33 +185,71 @@ def explain(probe: Template, reference: Template) -> Comparison:
 
 
 @dataclass(frozen=True)
+class Tail:
+    """The impostor scores' upper tail as a power law, for rates too rare to count:
+    above `score` (where the table reads `fmr`), FMR(s) = fmr * (score / s) ** alpha,
+    never below `floor`.
+
+    `alpha` is the lower bound of Hill's estimate on the `fitted` highest impostor scores
+    (`evaluation.pareto_tail`): the heavier tail, so an extrapolated rate is overstated
+    rather than understated. `floor` is the rarest rate one comparison is ever said to
+    have, however high it scores."""
+
+    score: float
+    fmr: float
+    alpha: float
+    fitted: int
+    floor: float
+
+    def __post_init__(self) -> None:
+        if not (self.score > 0 and 0 < self.floor <= self.fmr <= 1 and self.alpha > 0
+                and self.fitted >= 1):
+            raise MatchError(f"calibration tail: inconsistent values {self}")
+
+
+@dataclass(frozen=True)
 class Calibration:
     """Thresholds and the false match rate measured at each (on real impostor scores).
 
     `thresholds` ascend; `fmrs[i]` is the share of impostor comparisons scoring at or
-    above `thresholds[i]`. Below the smallest measurable rate (1 / impostors) the rate is
-    reported as that floor: nothing rarer was observed, so nothing rarer is claimed.
+    above `thresholds[i]`. Without a `tail`, the rate below the smallest measurable one
+    (1 / impostors) is reported as that floor: nothing rarer was observed, so nothing
+    rarer is claimed. With one, scores from `tail.score` up take their rate from the
+    fitted tail instead, down to `tail.floor` (docs/biometrics.md, *Rare rates*).
     """
 
     thresholds: tuple[float, ...]
     fmrs: tuple[float, ...]
     impostors: int
     source: str
+    tail: Tail | None = None
 
     def fmr(self, score: float) -> float:
+        tail = self.tail
+        if tail is not None and score >= tail.score:
+            return max(tail.floor, tail.fmr * (tail.score / score) ** tail.alpha)
         floor = 1.0 / self.impostors
         if score <= self.thresholds[0]:
             return self.fmrs[0]
         value = float(np.interp(score, self.thresholds, self.fmrs))
         return max(floor, value)
 
+    @property
+    def rarest(self) -> float:
+        """The smallest rate this calibration ever reports."""
+        return 1.0 / self.impostors if self.tail is None else self.tail.floor
+
     def threshold(self, fmr: float) -> float:
-        """The smallest tabulated threshold whose measured FMR is at most `fmr`."""
+        """The smallest threshold whose FMR is at most `fmr`: from the table where the
+        impostors resolve `fmr`, from the tail below that."""
         if not 0 < fmr <= 1:
             raise MatchError(f"fmr: {fmr} is not in (0, 1]")
-        if fmr < 1.0 / self.impostors:
-            raise MatchError(f"fmr: {fmr} is below what {self.impostors} impostor "
-                             "comparisons can resolve")
+        if fmr < self.rarest:
+            raise MatchError(f"fmr: {fmr} is below the rarest rate this calibration "
+                             f"reports ({self.rarest:.3g})")
+        tail = self.tail
+        if tail is not None and fmr < tail.fmr:
+            return tail.score * (tail.fmr / fmr) ** (1.0 / tail.alpha)
         for threshold, rate in zip(self.thresholds, self.fmrs, strict=True):
             if rate <= fmr:
                 return threshold
@@ -225,8 +263,12 @@ def calibration(phased: bool = False) -> Calibration:
     name = "calibration-phases.json" if phased else "calibration.json"
     text = resources.files("lintas.biometrics").joinpath(name).read_text()
     data = json.loads(text)
+    tail = data.get("tail")
     return Calibration(tuple(data["thresholds"]), tuple(data["fmrs"]), int(data["impostors"]),
-                       str(data["source"]))
+                       str(data["source"]),
+                       None if tail is None else Tail(float(tail["score"]), float(tail["fmr"]),
+                                                      float(tail["alpha"]), int(tail["fitted"]),
+                                                      float(tail["floor"])))
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from lintas.cli.demo import (
     synthetic_template,
 )
 from lintas.node import node_database
-from lintas.node.checks import HIT_FMR
+from lintas.node.checks import HIT_FPIR
 from lintas.node.gallery import Gallery
 
 
@@ -81,5 +81,5 @@ def test_synthetic_prints_match_only_themselves_in_a_gallery(tmp_path: Path) -> 
         probe, rejected = gallery.prepare_probe(
             [(POSITION, formats.read(synthetic_template(person, PROBE_IMPRESSION)))])
         assert not rejected
-        found = gallery.search(probe, max_fmr=HIT_FMR)
+        found = gallery.search(probe, max_fpir=HIT_FPIR)
         assert [c.reference for c in found] == [str(person)]

@@ -64,7 +64,16 @@ def test_enrol_a_folder_then_list_show_search_delete(node: Path, fvc2004: Path) 
     assert "Candidates among 5 enrolled persons" in out
     first = row(out, "1").split("│")
     assert first[2].strip() == "103" and float(first[3]) < 1e-3
+    assert float(first[4]) == pytest.approx(5 * float(first[3]), rel=0.1)  # FPIR: 5 persons
     assert row(out, "3")  # three candidates listed, each with its FMR
+    code, out = run("gallery", "search", str(folder / "103_3.tif"), "--ppi", "512",
+                    "--max-fpir", "0.001", node=node)
+    assert code == 0 and row(out, "1").split("│")[2].strip() == "103"
+    with pytest.raises(StopIteration):  # the mate alone reaches the node's hit rate
+        row(out, "2")
+    code, out = run("gallery", "search", str(folder / "103_3.tif"), "--ppi", "512",
+                    "--max-fpir", "0", node=node)
+    assert code == 2 and "--max-fpir: must be above 0" in out
 
     code, out = run("gallery", "delete", "103", node=node, input="n\n")
     assert code == 1 and "not deleted" in out

@@ -89,6 +89,37 @@ def test_search_finds_each_enrolled_person_first(
     assert all(c.fmr <= 1e-3 for c in gallery.search(probe(prints["103", 3]), max_fmr=1e-3))
 
 
+def test_a_hit_is_decided_on_the_search_rate_which_grows_with_the_gallery(
+        gallery: Gallery, prints: dict[tuple[str, int], MinutiaeTemplate]) -> None:
+    """fpir = N x fmr over the N persons searched: the same comparison that is a clear
+    hit among six persons is refused as one when the gallery is large enough that an
+    impostor would be expected to score as well."""
+    for person in PERSONS:
+        gallery.enrol(person, [(1, prints[person, 1])])
+    found = gallery.search(probe(prints["104", 2]), limit=6)
+    assert found[0].reference == "104"
+    for c in found:
+        assert c.fpir == min(1.0, 6 * c.fmr)
+    mate = found[0]
+    assert [c.reference for c in gallery.search(probe(prints["104", 2]),
+                                                max_fpir=mate.fpir)] == ["104"]
+    assert gallery.search(probe(prints["104", 2]), max_fpir=mate.fpir * 0.99) == []
+    # Three more persons (impressions of other fingers): the same comparison, a larger
+    # search, so a higher search rate, and the threshold it just met now refuses it.
+    for person in PERSONS[:3]:
+        gallery.enrol(f"x{person}", [(1, prints[person, 3])])
+    again = gallery.search(probe(prints["104", 2]), limit=1)[0]
+    assert (again.reference, again.fmr) == ("104", mate.fmr)
+    assert again.fpir == min(1.0, 9 * mate.fmr) > mate.fpir
+    assert gallery.search(probe(prints["104", 2]), max_fpir=mate.fpir) == []
+    # A verification against one named person searches one person: fpir is its fmr.
+    (named,) = gallery.search(probe(prints["104", 2]), within=["104"])
+    assert named.fpir == named.fmr == mate.fmr
+    for bad in (0, 1.5, -1e-3, True, "0.001"):
+        with pytest.raises(GalleryError, match="max_fpir"):
+            gallery.search(probe(prints["104", 2]), max_fpir=bad)  # type: ignore[arg-type]
+
+
 def test_the_index_proposes_the_same_persons_and_follows_changes(
         gallery: Gallery, prints: dict[tuple[str, int], MinutiaeTemplate]) -> None:
     for person in PERSONS[:4]:

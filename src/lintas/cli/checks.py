@@ -49,6 +49,7 @@ def show(check: dict[str, Any]) -> None:
     for c in check.get("candidates") or []:
         extra = f" (your record {c['reference']})" if c.get("reference") else ""
         fmr = f", FMR {c['fmr']}" if "fmr" in c else ""
+        fmr += f", FPIR {c['fpir']}" if "fpir" in c else ""
         table.add_row(f"candidate {c['candidate']}", f"rank {c['rank']}{fmr}{extra}")
     if check.get("disclosure_request"):
         req = check["disclosure_request"]
@@ -222,8 +223,7 @@ def decide(
     node: NodeUrl = DEFAULT_NODE,
     token_file: TokenFile = None,
 ) -> None:
-    """Step 2 at the responder (supervisor): disclose all the requested categories,
-    some, or none.
+    """Step 2 at the responder (supervisor): disclose all, some or none of the categories.
 
     Example: lintas check decide CHECK --approve name
     """

@@ -380,15 +380,21 @@ def search(
     max_fmr: Annotated[float | None, typer.Option(
         "--max-fmr", min=0, max=1, help="Only candidates at or below this false match rate.")]
     = None,
+    max_fpir: Annotated[float | None, typer.Option(
+        "--max-fpir", min=0, max=1,
+        help="Only candidates at or below this search rate (FPIR; the node's checks report "
+             "a hit at 0.001).")]
+    = None,
     data_dir: DataDir = DEFAULT_DIR,
     db: DbOpt = None,
 ) -> None:
-    """Search the gallery with one or more fingers of a person and print the candidates,
-    lowest false match rate (FMR) first.
+    """Search the gallery with one or more fingers of a person; candidates best first.
 
     A candidate's FMR is how often an impostor would compare as well with one enrolled
-    person (calibrated on FVC2004 impostors; several fingers fused). Searching N persons,
-    about N x FMR impostors are expected at that level: weigh it against the gallery size.
+    person (calibrated on FVC2004 impostors; several fingers fused). Its FPIR is the
+    search's rate: searching N persons, about N x FMR impostors are expected at that
+    level, so FPIR = N x FMR (at most 1) is how often a search for someone not enrolled
+    turns up a candidate this strong. The node's checks report a hit at FPIR 0.001.
 
     Example: lintas gallery search probe-thumb.png probe-index.png --position 1
     --position 2
@@ -403,6 +409,8 @@ def search(
              f"per image, in order), not {len(positions)}")
     if max_fmr == 0:
         _error("--max-fmr: must be above 0")
+    if max_fpir == 0:
+        _error("--max-fpir: must be above 0")
     gallery = _open(data_dir, db)
     samples = []
     for path, finger in zip(images, positions, strict=True):
@@ -415,17 +423,19 @@ def search(
         console.print(f"[yellow]not used:[/] {images[r.index]}: {r}")
     if not probe:
         _error("IMAGE: no usable probe finger (see above)")
-    candidates = gallery.search(probe, limit=limit, max_fmr=max_fmr)
+    candidates = gallery.search(probe, limit=limit, max_fmr=max_fmr, max_fpir=max_fpir)
     size = gallery.count()
     if not candidates:
         console.print(f"no candidate among {size} enrolled persons")
         return
-    table = Table("#", "reference", "FMR", "evidence", "fingers (score, FMR, impression)",
+    table = Table("#", "reference", "FMR", "FPIR", "evidence",
+                  "fingers (score, FMR, impression)",
                   title=f"Candidates among {size} enrolled persons")
     for rank, c in enumerate(candidates, start=1):
         detail = "; ".join(f"{p}: {s.score:.3f}, {s.fmr:.1e}, #{s.impression}"
                            for p, s in sorted(c.fingers.items()))
-        table.add_row(str(rank), c.reference, f"{c.fmr:.1e}", f"{c.evidence:.1f}", detail)
+        table.add_row(str(rank), c.reference, f"{c.fmr:.1e}", f"{c.fpir:.1e}",
+                      f"{c.evidence:.1f}", detail)
     console.print(table)
 
 

@@ -59,8 +59,10 @@ from lintas.storage import utcnow
 log = logging.getLogger("lintas.node.checks")
 
 CHECK_LIFETIME = timedelta(days=1)
-# A candidate is reported when its calibrated false match rate is at most this.
-HIT_FMR = 1e-3
+# A candidate is reported when the search's false positive identification rate at its
+# score is at most this: about one search in a thousand for someone not enrolled turns
+# up a candidate (`Candidate.fpir`: the per-person FMR times the persons searched).
+HIT_FPIR = 1e-3
 ISO_FORMAT = "iso-19794-2:2011"
 PROTECTION_KINDS = ("refugee", "victim", "witness")
 
@@ -558,15 +560,16 @@ class Checks:
             return [{"status": found.status or ""}] if found.hit else []
         templates = self.gallery.probe_from_records(_records(probe))
         within = [probe["target"]["reference"]] if "target" in probe else None
-        results = self.gallery.search(templates, limit=limit, max_fmr=HIT_FMR, within=within)
-        return [{"fmr": float(f"{c.fmr:.3g}"), "reference": c.reference} for c in results]
+        results = self.gallery.search(templates, limit=limit, max_fpir=HIT_FPIR, within=within)
+        return [{"fmr": float(f"{c.fmr:.3g}"), "fpir": float(f"{c.fpir:.3g}"),
+                 "reference": c.reference} for c in results]
 
     def _answer(self, s: Session, row: Check, outcome: str, candidates: list[dict[str, Any]],
                 error: dict[str, str] | None) -> None:
         row.outcome, row.answered_at = outcome, utcnow()
         row.candidates = json.dumps(candidates)
         # What the partner sees: an opaque token, a rank and the rate — never the record id.
-        shown = [{k: v for k, v in c.items() if k in ("candidate", "rank", "fmr")}
+        shown = [{k: v for k, v in c.items() if k in ("candidate", "rank", "fmr", "fpir")}
                  for c in candidates]
         body: dict[str, Any] = {"check": row.id, "outcome": outcome, "candidates": shown}
         if error is not None:

@@ -8,7 +8,7 @@
       .persons(limit, offset) / .count() / .finger_count()
       .iter_templates()                           -> GalleryTemplate, for a 1:N index
       .prepare_probe(fingers)                     -> ({position: phases}, rejections)
-      .search(probe, limit=10, max_fmr=None)      -> [Candidate], best first
+      .search(probe, limit=10, max_fpir=None)     -> [Candidate], best first
 
 A person is known by `reference`, the national record id; the gallery holds nothing else
 personal (an optional free-text label at most). `fingers` is a list of (finger position
@@ -194,13 +194,21 @@ class Candidate:
     `fmr` is the false match rate of the fused comparison (see
     `lintas.biometrics.matching.compare_fingers`) against the person's best-matching
     impression, multiplied by the number of impressions compared (at most 1): taking the
-    best of k tries gives an impostor up to k chances. It is a per-person rate: searching
-    N persons, about N x fmr impostors are expected to score as well.
+    best of k tries gives an impostor up to k chances. It is a per-person rate.
+
+    `fpir` is the search's rate: searching N persons, about N x fmr impostors are
+    expected to score as well, so fpir = min(1, N x fmr) bounds the chance that a search
+    for someone not enrolled turns up a candidate this strong (the false positive
+    identification rate of a threshold here). N is every enrolled person, or the persons
+    named in a verification. A hit is decided on `fpir`: the same per-person rate that is
+    a clear match in a gallery of a hundred is an expected coincidence in one of a
+    million.
     """
 
     reference: str
     fmr: float
     fingers: Mapping[int, FingerScore]  # finger position -> its comparison
+    fpir: float
 
     @property
     def evidence(self) -> float:
@@ -698,13 +706,14 @@ class Gallery:
         return probe
 
     def search(self, probe: Mapping[int, Template], limit: int = 10,
-               max_fmr: float | None = None, within: Sequence[str] | None = None
-               ) -> list[Candidate]:
+               max_fmr: float | None = None, within: Sequence[str] | None = None,
+               max_fpir: float | None = None) -> list[Candidate]:
         """Compare the probe with the enrolled persons sharing a finger position with it
         and return the best `limit` candidates, lowest FMR first; with `max_fmr`, only
-        candidates at or below that rate. With `use_index()`, only the persons the 1:N
-        index proposes are compared; without it, every person is. `within` names the
-        only persons to compare (a 1:1 verification against a record)."""
+        candidates at or below that per-person rate, with `max_fpir` only those at or
+        below that search rate (`Candidate.fpir`). With `use_index()`, only the persons
+        the 1:N index proposes are compared; without it, every person is. `within` names
+        the only persons to compare (a 1:1 verification against a record)."""
         if not isinstance(probe, Mapping) or not probe:
             raise GalleryError("probe: at least one finger (position -> MatchTemplate)")
         for position, template in probe.items():
@@ -718,8 +727,13 @@ class Gallery:
                                    "a tuple of them (its views)")
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise GalleryError(f"limit: {limit!r} is not a positive number")
-        if max_fmr is not None and not 0 < max_fmr <= 1:
-            raise GalleryError(f"max_fmr: {max_fmr} is not in (0, 1]")
+        for name, rate in (("max_fmr", max_fmr), ("max_fpir", max_fpir)):
+            if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)
+                                     or not 0 < rate <= 1):
+                raise GalleryError(f"{name}: {rate!r} is not in (0, 1]")
+        searched = len(set(within)) if within is not None else self.count()
+        # The per-person rate a candidate must reach, for the index's shortlist.
+        bound = max_fmr if max_fpir is None else min(max_fmr or 1.0, max_fpir / max(1, searched))
         # reference -> impression -> position -> (finger id, template)
         gallery: dict[str, dict[int, dict[int, tuple[int, Template]]]] = \
             defaultdict(lambda: defaultdict(dict))
@@ -730,7 +744,7 @@ class Gallery:
             if shortlisted is not None and not shortlisted:
                 return []
             chosen = None if shortlisted is None else _to_compare(shortlisted, len(probe),
-                                                                  limit, max_fmr)
+                                                                  limit, bound)
         for rows in self._batches(500, sorted(probe), chosen):
             for finger_id, reference, position, impression, record in rows:
                 gallery[reference][impression][position] = (finger_id, _decode(record))
@@ -744,11 +758,13 @@ class Gallery:
             assert best is not None
             impression, fused, fingers = best
             fmr = min(1.0, fused.fmr * len(impressions))
-            if max_fmr is not None and fmr > max_fmr:
+            fpir = min(1.0, fmr * searched)
+            if (max_fmr is not None and fmr > max_fmr) or (max_fpir is not None
+                                                          and fpir > max_fpir):
                 continue
             scores = {p: FingerScore(fingers[p][0], impression, c)
                       for p, c in fused.fingers.items()}
-            candidates.append(Candidate(reference, fmr, scores))
+            candidates.append(Candidate(reference, fmr, scores, fpir))
         candidates.sort(key=lambda c: (c.fmr, c.reference))
         return candidates[:limit]
 

@@ -134,11 +134,13 @@ def _check_answer(body: dict[str, Any]) -> None:
     for i, c in enumerate(cands):
         if not isinstance(c, dict):
             raise InvalidBody(f"body.candidates[{i}]: must be a JSON object")
-        _fields(c, {"candidate", "rank"}, {"fmr"})
+        _fields(c, {"candidate", "rank"}, {"fmr", "fpir"})
         _string(c["candidate"], f"body.candidates[{i}].candidate", 64)
         _integer(c["rank"], f"body.candidates[{i}].rank", 1, MAX_CANDIDATES)
-        if "fmr" in c and not isinstance(c["fmr"], int | float):
-            raise InvalidBody(f"body.candidates[{i}].fmr: a number")
+        for rate in ("fmr", "fpir"):
+            if rate in c and (isinstance(c[rate], bool) or not isinstance(c[rate], int | float)
+                              or not 0 <= c[rate] <= 1):
+                raise InvalidBody(f"body.candidates[{i}].{rate}: a rate, 0..1")
     if (body["outcome"] == "hit") != bool(cands):
         raise InvalidBody("body.candidates: a hit lists candidates, other outcomes none")
     if "error" in body:

@@ -160,6 +160,29 @@ def test_every_command_has_help_with_an_example() -> None:
         assert code == 0 and "Example" in out, args
 
 
+def test_every_command_is_listed_with_a_one_line_summary() -> None:
+    """A group's --help lists each command by the first paragraph of its help, line
+    breaks kept (Typer's rich mode): that paragraph must be one line, or the listing
+    breaks mid-sentence. Walks every command, so a new one is held to it too."""
+    import inspect
+
+    import typer.main
+
+    def commands(cmd, path):  # type: ignore[no-untyped-def]
+        yield path, cmd
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from commands(sub, [*path, name])
+
+    seen = 0
+    for path, cmd in commands(typer.main.get_command(app), []):
+        summary = inspect.cleandoc(cmd.short_help or cmd.help or "").split("\n\n")[0]
+        assert summary and "\n" not in summary, (path, summary)
+        seen += 1
+    assert seen > 40
+    code, out = run("--help")
+    assert code == 0 and "Start a hub and three nodes (AUS, IDN, THA) on loopback" in out
+
+
 def test_node_migrate_upgrades_an_older_database(tmp_path: Path,
                                                  hub_env: tuple[str, dict[str, str]]) -> None:
     """A node made by an earlier release (schema 0001) is refused by `serve`-style checks

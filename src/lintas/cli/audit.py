@@ -76,8 +76,10 @@ def _hub_heads(log: AuditLog) -> list[Witness]:
 @friendly
 def verify_command(data_dir: DataDir = DEFAULT_DIR, db: DbOpt = None,
                    expect_head: Expect = None, hub: Hub = False) -> None:
-    """Check every entry of the audit trail: its digest, its link to the entry before,
-    the numbering, and the heads the hub witnessed (--hub) or given with --expect-head.
+    """Check every entry of the audit trail and the heads the hub witnessed.
+
+    Checks each entry's digest, its link to the entry before, the numbering, and the
+    heads the hub witnessed (--hub) or given with --expect-head.
     Names each edited, moved, deleted, rewritten or cut-off entry; exits 1 if there is
     any, 0 if the trail is intact.
 
@@ -104,8 +106,9 @@ def verify_command(data_dir: DataDir = DEFAULT_DIR, db: DbOpt = None,
 @app.command("head")
 @friendly
 def head_command(data_dir: DataDir = DEFAULT_DIR, db: DbOpt = None) -> None:
-    """Print the chain head (SEQ:DIGEST of the last entry), to note or compare with the
-    hub's witness.
+    """Print the chain head (SEQ:DIGEST of the last entry).
+
+    Note it, or compare it with the hub's witness.
 
     Example: lintas audit head --data-dir /var/lib/lintas
     """
@@ -142,8 +145,9 @@ def report_command(
     data_dir: DataDir = DEFAULT_DIR,
     db: DbOpt = None,
 ) -> None:
-    """The data-protection report of the node's checks, per agreement and side, read
-    from the audit trail (verified first): checks by query type and purpose, outcomes,
+    """The data-protection report of the node's checks, per agreement and side.
+
+    Read from the audit trail (verified first): checks by query type and purpose, outcomes,
     step-2 requests and decisions, response times, quota use, and (for the requests
     we answered) candidates withheld by a protection. Exits 2 on a bad option, 1 when
     the trail is not intact.

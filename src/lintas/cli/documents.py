@@ -88,8 +88,9 @@ def report(
     data_dir: DataDir = DEFAULT_DIR,
     db: DbOpt = None,
 ) -> None:
-    """Register a document as lost, stolen or revoked. A document already registered is
-    refused: withdraw its entry first.
+    """Register a document as lost, stolen or revoked.
+
+    A document already registered is refused: withdraw its entry first.
 
     Example: lintas documents report PA1234567 --state AUS --type P --status stolen
     """
@@ -184,6 +185,7 @@ def check(
     db: DbOpt = None,
 ) -> None:
     """Is this document in the register? Give its MRZ, or its number and issuing state.
+
     Prints HIT with the status, or "no entry"; exits 0 either way.
 
     Example: lintas documents check --mrz - < scanned-mrz.txt
@@ -212,8 +214,10 @@ def import_csv(
     data_dir: DataDir = DEFAULT_DIR,
     db: DbOpt = None,
 ) -> None:
-    """Register the documents of a CSV file, all or nothing: every row is checked first;
-    if any is refused, nothing is written and each refused row is listed with its line
+    """Register the documents of a CSV file, all or nothing.
+
+    Every row is checked first; if any is refused, nothing is written and each refused
+    row is listed with its line
     and field. Exits 1 then.
 
     Example: lintas documents import stolen-2026-11.csv --data-dir /var/lib/lintas

@@ -53,8 +53,9 @@ def init(db: Db = DEFAULT_DB) -> None:
 @app.command()
 @friendly
 def migrate(db: Db = DEFAULT_DB) -> None:
-    """Bring an existing hub database up to this release's schema (run after an upgrade;
-    `serve` refuses an out-of-date database). Safe to run twice.
+    """Bring an existing hub database up to this release's schema.
+
+    Run it after an upgrade (`serve` refuses an out-of-date database). Safe to run twice.
 
     Example: lintas hub migrate --db postgresql://hub@db/lintas
     """
@@ -195,8 +196,10 @@ def member_rotate_key(
     = 168.0,
     db: Db = DEFAULT_DB,
 ) -> None:
-    """Register a member's new keys; the old ones stay valid for the overlap so that
-    envelopes already in flight are still delivered.
+    """Register a member's new keys, the old ones valid for an overlap.
+
+    The old keys stay valid for the overlap so that envelopes already in flight are
+    still delivered.
 
     Example: lintas hub member rotate-key AUS --keys AUS.keys-2.json --overlap-hours 72
     """

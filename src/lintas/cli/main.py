@@ -38,8 +38,9 @@ def demo(
     base_port: Annotated[int, typer.Option(min=1024, max=65000,
                                            help="Hub port; nodes use the next three.")] = 8400,
 ) -> None:
-    """Start a hub and three nodes (AUS, IDN, THA) on loopback and play the exchange:
-    agreements negotiated, galleries enrolled from sample fingerprints, a hit and its
+    """Start a hub and three nodes (AUS, IDN, THA) on loopback and play the exchange.
+
+    It shows agreements negotiated, galleries enrolled from sample fingerprints, a hit and its
     step-2 disclosure, a no-hit, a partial disclosure, a refugee's protected record
     answered as a no-hit, a stolen passport found by its MRZ, a quota running out; then
     every audit chain verified against the hub's witness and the data-protection report.

@@ -69,8 +69,9 @@ def init(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask (needs --hub-fingerprint).")]
     = False,
 ) -> None:
-    """Create the node's keys, pin the hub key, and write the public-key file to hand to
-    the regional administrator.
+    """Create the node's keys, pin the hub key, and write the public-key file.
+
+    Hand the public-key file to the regional administrator.
 
     Private keys never leave the node: they are sealed with the passphrase from
     LINTAS_NODE_PASSPHRASE_FILE (preferred) or LINTAS_NODE_PASSPHRASE.
@@ -112,8 +113,9 @@ def init(
 @app.command()
 @friendly
 def migrate(data_dir: DataDir = DEFAULT_DIR, db: DbOpt = None) -> None:
-    """Bring an existing node's database up to this release's schema (run after an
-    upgrade; `serve` refuses an out-of-date database). Safe to run twice.
+    """Bring an existing node's database up to this release's schema.
+
+    Run it after an upgrade (`serve` refuses an out-of-date database). Safe to run twice.
 
     Example: lintas node migrate --data-dir /var/lib/lintas
     """
@@ -130,8 +132,10 @@ def migrate(data_dir: DataDir = DEFAULT_DIR, db: DbOpt = None) -> None:
 @app.command("rotate-key")
 @friendly
 def rotate_key(data_dir: DataDir = DEFAULT_DIR, db: DbOpt = None) -> None:
-    """Generate new keys; hand the written file to the administrator for
-    `lintas hub member rotate-key`. The node switches to them once the directory lists them.
+    """Generate new keys for this node.
+
+    Hand the written file to the administrator for `lintas hub member rotate-key`.
+    The node switches to them once the directory lists them.
 
     Example: lintas node rotate-key --data-dir /var/lib/lintas
     """
@@ -157,8 +161,10 @@ def serve(
         help="Seconds between two publications of the audit chain head to the hub, which "
              "keeps them as a witness (only a head that moved is published).")] = 60.0,
 ) -> None:
-    """Run the node: its REST API (OpenAPI at /docs) and its outbound loops to the hub
-    (outbox sender, mailbox long-poll, directory refresh).
+    """Run the node: its REST API and its outbound loops to the hub.
+
+    The REST API has its OpenAPI page at /docs; the loops are the outbox sender, the
+    mailbox long-poll and the directory refresh.
 
     Example: lintas node serve --data-dir /var/lib/lintas --port 8500
     """

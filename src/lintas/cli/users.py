@@ -120,8 +120,9 @@ def set_role(username: Username, role: Role, data_dir: DataDir = DEFAULT_DIR,
 @friendly
 @user_errors
 def new_token(username: Username, data_dir: DataDir = DEFAULT_DIR, db: DbOpt = None) -> None:
-    """Issue a new API token to an active user (lost or exposed token): the old one stops
-    working at once. The new one is printed only this once.
+    """Issue a new API token to an active user (lost or exposed token).
+
+    The old one stops working at once. The new one is printed only this once.
 
     Example: lintas user new-token siti.rahma
     """
@@ -139,8 +140,10 @@ def disable(
     data_dir: DataDir = DEFAULT_DIR,
     db: DbOpt = None,
 ) -> None:
-    """Disable a user for good: their token is refused from now on; the name stays taken
-    so that the audit trail keeps meaning one person. The last active admin cannot be
+    """Disable a user for good.
+
+    Their token is refused from now on; the name stays taken so that the audit trail
+    keeps meaning one person. The last active admin cannot be
     disabled.
 
     Example: lintas user disable siti.rahma --reason "left the service"

@@ -88,3 +88,18 @@ def test_keys_are_sealed_with_210000_pbkdf2_rounds(monkeypatch: pytest.MonkeyPat
     header = json.loads(base64.urlsafe_b64decode(sealed.split(".")[0] + "=="))
     assert (header["alg"], header["p2c"]) == ("PBES2-HS512+A256KW", 210_000)
     assert unseal_private(sealed, "enc", PASS).kid == pair.kid
+
+
+@pytest.mark.parametrize("count", [50_000_000, 300_001, 999, 1, 0, -5, "210000", True])
+def test_a_sealed_key_asking_for_an_odd_pbkdf2_count_is_refused_unopened(count: object
+                                                                         ) -> None:
+    """The count is read from the sealed key before the passphrase can be checked: an
+    altered header must not make the node derive for minutes, nor open a weak key."""
+    sealed = seal_private(generate("sig"), PASS)
+    segment, rest = sealed.split(".", 1)
+    header = json.loads(base64.urlsafe_b64decode(segment + "=="))
+    header["p2c"] = count
+    altered = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
+    with pytest.raises(KeyMaterialError, match=r"PBES2 count \(p2c\) is .*outside "
+                                               r"1,000\.\.300,000"):
+        unseal_private(f"{altered}.{rest}", "sig", PASS)

@@ -7,6 +7,8 @@ that any JOSE library can open, with a deliberately slow key derivation.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 from dataclasses import dataclass
@@ -24,6 +26,10 @@ CURVES: dict[str, Curve] = {"sig": "Ed25519", "enc": "X25519"}
 PBES2_ALG = "PBES2-HS512+A256KW"
 # OWASP (2023) recommends 210,000 iterations for PBKDF2-HMAC-SHA512.
 PBES2_ITERATIONS = 210_000
+# What a sealed key's header may ask for when it is opened: the count is read before the
+# passphrase is checked, so an altered header could otherwise make a node spend minutes
+# (joserfc refuses more than 300,000 itself) or open a key sealed too weakly to be ours.
+PBES2_COUNTS = range(1_000, 300_001)
 MIN_PASSPHRASE = 12
 
 
@@ -94,7 +100,24 @@ def seal_private(pair: KeyPair, passphrase: str) -> str:
     )
 
 
+def _sealed_count(sealed: str) -> object:
+    """The PBES2 count (p2c) in a sealed key's protected header, or None if unreadable."""
+    try:
+        segment = sealed.split(".", 1)[0]
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    return header.get("p2c") if isinstance(header, dict) else None
+
+
 def unseal_private(sealed: str, use: KeyUse, passphrase: str) -> KeyPair:
+    count = _sealed_count(sealed)
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int)
+                              or count not in PBES2_COUNTS):
+        raise KeyMaterialError(
+            f"sealed key: its PBES2 count (p2c) is {count!r}, outside "
+            f"{PBES2_COUNTS.start:,}..{PBES2_COUNTS.stop - 1:,}: the stored key was altered "
+            "or sealed by another tool")
     try:
         obj = jwe.decrypt_compact(
             sealed, _passphrase_key(passphrase), algorithms=[PBES2_ALG, "A256GCM"]

@@ -11,9 +11,12 @@ far above the run) and IDN countersigns it, both through the nodes' REST APIs.
 
 IDN's gallery is filled BEFORE its server starts, so the node builds its 1:N index at
 start-up as it would in production; the start-up (process start -> /health answering,
-index build included) is timed. The gallery holds --gallery fingers, one finger
-(position 2, right index) per person, so that every probe is searched against all of
-them (the hardest case for a one-finger probe):
+index build included) is timed. The gallery holds --gallery fingers, --fingers of them a
+person (default one: position 2, the right index, so that every probe is searched
+against all of them, the hardest case for a one-finger probe; with --fingers 2 also
+position 3, the right middle finger, and so on). FVC2004 holds one finger a person, so
+with --fingers K the real persons are K consecutive fingers of one database, enrolled
+and probed together as one person's fingers:
 - REAL: the first usable impression of each "mated" FVC2004 finger (every finger of the
   databases used except the last --held-out of each), enrolled through `Gallery.enrol`
   as ISO/IEC 19794-2:2011 templates extracted with the node's own MINDTCT extraction
@@ -29,7 +32,8 @@ The held-out fingers are neither in the gallery nor a source of synthetic finger
 
 Probes are REAL impressions, submitted by an officer through AUS's REST API
 (POST /api/v1/checks): mated probes are other impressions of the enrolled real fingers,
-non-mated probes impressions of the held-out fingers (--mated-share of each).
+non-mated probes impressions of the held-out fingers (--mated-share of each); a probe of
+several fingers sends impression n of each of the person's fingers.
 Most probes are ISO/IEC 19794-2:2011 templates (what a border system with its own
 extractor sends); --image-share of them are the TIFF images themselves, which AUS
 quality-checks (NFIQ 2) and extracts before sending, so they cost more. A check is timed
@@ -55,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import itertools
 import json
 import os
@@ -108,7 +113,8 @@ REQUESTER, RESPONDER = "AUS", "IDN"
 MEMBERS = ((REQUESTER, "Australia"), (RESPONDER, "Indonesia"))
 AGREEMENT_ID = "AUS-IDN-BENCH-01"
 PURPOSE, QUERY_TYPE = "border_control", "fingerprint_1n"
-POSITION = 2  # every gallery finger and probe: the right index
+POSITIONS = (2, 3, 4, 5)  # the fingers of a person, by --fingers: right index, middle, ...
+POSITION = POSITIONS[0]
 ANSWERED = ("hit", "no_hit", "refused")
 FAILED = ("cancelled", "expired")
 MAX_CANDIDATES = 3
@@ -158,6 +164,60 @@ class RealFinger:
 
     def usable(self) -> list[Impression]:
         return [imp for imp in self.impressions if imp.record is not None]
+
+
+@dataclass
+class RealPerson:
+    """--fingers real fingers of one database enrolled as one person, at POSITIONS."""
+
+    fingers: list[RealFinger]
+
+    @property
+    def mated(self) -> bool:
+        return self.fingers[0].mated
+
+    @property
+    def reference(self) -> str:
+        first = self.fingers[0]
+        return "+".join([first.reference, *(f.finger for f in self.fingers[1:])])
+
+    def enrolled(self) -> list[Impression]:
+        """The impression enrolled of each finger: its first usable one."""
+        return [f.usable()[0] for f in self.fingers]
+
+    def probes(self, mated: bool) -> list[list[Impression]]:
+        """Each impression number every finger has (usable, for a mated person, and not
+        the one enrolled): the fingers of one probe, in position order."""
+        numbers = [{imp.number: imp for imp in (f.usable()[1:] if mated else f.impressions)}
+                   for f in self.fingers]
+        common = sorted(set.intersection(*(set(n) for n in numbers)))
+        return [[n[number] for n in numbers] for number in common]
+
+
+def at_position(record: bytes, position: int) -> bytes:
+    """An ISO/IEC 19794-2:2011 record of POSITION's extraction, as the finger at
+    `position` (the node refuses minutiae labelled as another finger)."""
+    if position == POSITION:
+        return record
+    template = formats.read(record, formats.ISO_2011)
+    views = tuple(dataclasses.replace(view, position=position) for view in template.views)
+    return formats.write(dataclasses.replace(template, views=views), formats.ISO_2011)
+
+
+def group_persons(fingers: list[RealFinger], per_person: int) -> list[RealPerson]:
+    """Consecutive fingers of one database and kind (mated or held out) as persons of
+    `per_person` fingers; a remainder too small for a person is left out. With one finger
+    a person, every finger is a person."""
+    persons: list[RealPerson] = []
+    groups: dict[tuple[str, bool], list[RealFinger]] = {}
+    for f in fingers:
+        if f.mated and not f.usable():
+            continue  # nothing to enrol
+        groups.setdefault((f.database, f.mated), []).append(f)
+    for group in groups.values():
+        for i in range(0, len(group) - per_person + 1, per_person):
+            persons.append(RealPerson(group[i:i + per_person]))
+    return persons
 
 
 def _extract_record(job: tuple[str, float]) -> bytes | None:
@@ -223,8 +283,8 @@ def _init_sources(sources: list[matching.MatchTemplate]) -> None:
     _SOURCES[:] = sources
 
 
-def synthetic_record(source: matching.MatchTemplate, rng: np.random.Generator
-                     ) -> tuple[bytes, int] | None:
+def synthetic_record(source: matching.MatchTemplate, rng: np.random.Generator,
+                     position: int = POSITION) -> tuple[bytes, int] | None:
     """A synthetic finger (fingerprint.synthetic_finger) as a 500 ppi ISO/IEC
     19794-2:2011 record, and its minutiae count; None when too few minutiae are left."""
     x, y, theta = fingerprint.synthetic_finger(source, rng)
@@ -240,69 +300,75 @@ def synthetic_record(source: matching.MatchTemplate, rng: np.random.Generator
         Minutia(int(c), int(r), float(a) if a < 360.0 else 0.0, MinutiaType(int(k)), int(q))
         for c, r, a, k, q in zip(cols, rows, angles, kinds, qualities, strict=True))
     template = MinutiaeTemplate(int(cols.max()) + MARGIN + 1, int(rows.max()) + MARGIN + 1,
-                                (FingerView(POSITION, minutiae),))
+                                (FingerView(position, minutiae),))
     return formats.write(template, formats.ISO_2011), n
 
 
-def _synthetic_chunk(job: tuple[int, int, int]) -> list[tuple[bytes, int]]:
-    """`count` synthetic records, reproducible from (seed, chunk number)."""
-    seed, number, count = job
+def _synthetic_chunk(job: tuple[int, int, int, int]) -> list[tuple[bytes, int]]:
+    """The synthetic records of `count` persons of `per_person` fingers (at POSITIONS, in
+    order, person after person), reproducible from (seed, chunk number)."""
+    seed, number, count, per_person = job
     rng = np.random.default_rng([seed, number])
     out: list[tuple[bytes, int]] = []
-    while len(out) < count:
-        made = synthetic_record(_SOURCES[int(rng.integers(len(_SOURCES)))], rng)
+    while len(out) < count * per_person:
+        position = POSITIONS[len(out) % per_person]
+        made = synthetic_record(_SOURCES[int(rng.integers(len(_SOURCES)))], rng, position)
         if made is not None:
             out.append(made)
     return out
 
 
-def fill_gallery(db: Database, fingers: list[RealFinger], size: int, seed: int
-                 ) -> dict[str, Any]:
-    """Enrol the real mated fingers through the Gallery, then add synthetic fingers up to
-    `size` by bulk inserts; returns what was built."""
+def fill_gallery(db: Database, persons: list[RealPerson], size: int, seed: int,
+                 per_person: int) -> dict[str, Any]:
+    """Enrol the real mated persons through the Gallery, then add synthetic persons (of
+    `per_person` fingers each) up to `size` fingers by bulk inserts; returns what was
+    built."""
     gallery = Gallery(db)
     started = time.perf_counter()
     real = 0
-    for f in fingers:
-        usable = f.usable()
-        if not f.mated or not usable:
-            continue
-        template = formats.read(usable[0].record or b"", formats.ISO_2011)
-        result = gallery.enrol(f.reference, [(POSITION, template)])
+    enrolled = [p for p in persons if p.mated]
+    for person in enrolled:
+        fingers = [(position, formats.read(at_position(imp.record or b"", position),
+                                           formats.ISO_2011))
+                   for position, imp in zip(POSITIONS, person.enrolled(), strict=False)]
+        result = gallery.enrol(person.reference, fingers)
         if not result.enrolled:
-            raise BenchError(f"{f.reference}: not enrolled: {result.rejected}")
-        real += 1
+            raise BenchError(f"{person.reference}: not enrolled: {result.rejected}")
+        real += len(fingers)
     if real > size:
         raise BenchError(f"--gallery {size} is smaller than the {real} real fingers")
     # Only the enrolled impressions: a synthetic finger made from a probe's own impression
     # would be a closer "mate" to it than the real one (and synthetic_finger mirrors, so
     # that a copy of an enrolled impression is not a second mate either).
-    sources = [matching.prepare(formats.read(f.usable()[0].record or b"",
-                                             formats.ISO_2011).views[0])
-               for f in fingers if f.mated and f.usable()]
+    sources = [matching.prepare(formats.read(imp.record or b"", formats.ISO_2011).views[0])
+               for person in enrolled for imp in person.enrolled()]
     synthetic = size - real
-    progress(f"gallery: {real} real fingers enrolled; making {synthetic} synthetic fingers "
-             f"from the {len(sources)} real templates enrolled")
+    progress(f"gallery: {real} real fingers enrolled ({len(enrolled)} persons); making "
+             f"{synthetic} synthetic fingers from the {len(sources)} real templates enrolled")
     with db.session() as s:
         next_person = int(s.scalar(select(func.max(GalleryPerson.id))) or 0) + 1
-    jobs = [(seed, n, min(CHUNK, synthetic - first))
-            for n, first in enumerate(range(0, synthetic, CHUNK))]
-    done = 0
+    chunk = max(1, CHUNK // per_person)  # persons a job
+    persons_wanted = synthetic // per_person
+    jobs = [(seed, n, min(chunk, persons_wanted - first), per_person)
+            for n, first in enumerate(range(0, persons_wanted, chunk))]
+    done = 0  # synthetic persons inserted
     with ProcessPoolExecutor(max_workers=2, initializer=_init_sources,
                              initargs=(sources,)) as pool:
         for made in pool.map(_synthetic_chunk, jobs):
             now = utcnow()
-            ids = range(next_person + done, next_person + done + len(made))
+            count = len(made) // per_person
+            ids = range(next_person + done, next_person + done + count)
             with db.connection() as conn:
                 conn.execute(insert(GalleryPerson), [
                     {"id": pid, "reference": f"syn-{pid:07d}", "label": None,
                      "created_at": now, "updated_at": now} for pid in ids])
                 conn.execute(insert(GalleryFinger), [
-                    {"person_id": pid, "position": POSITION, "impression": 1,
-                     "template": record, "nfiq2": None, "minutiae_count": count,
-                     "created_at": now} for pid, (record, count) in zip(ids, made, strict=True)])
-            done += len(made)
-            progress(f"  gallery: {real + done}/{size} fingers")
+                    {"person_id": ids[i // per_person], "position": POSITIONS[i % per_person],
+                     "impression": 1, "template": record, "nfiq2": None,
+                     "minutiae_count": minutiae, "created_at": now}
+                    for i, (record, minutiae) in enumerate(made)])
+            done += count
+            progress(f"  gallery: {real + done * per_person}/{size} fingers")
     if db.engine.dialect.name == "postgresql" and synthetic:
         with db.connection() as conn:  # explicit ids: move the sequences past them
             for table in ("gallery_persons", "gallery_fingers"):
@@ -314,14 +380,15 @@ def fill_gallery(db: Database, fingers: list[RealFinger], size: int, seed: int
     if counted != size:
         raise BenchError(f"gallery: {counted} fingers stored, {size} expected")
     sample = list(itertools.islice(gallery.iter_templates(), 1000))
-    if len(sample) != min(size, 1000) or any(t.position != POSITION for t in sample):
+    if len(sample) != min(size, 1000) or any(t.position not in POSITIONS[:per_person]
+                                             for t in sample):
         raise BenchError("gallery: the stored templates do not load back")
     if synthetic and not any(t.reference.startswith("syn-") for t in sample):
         raise BenchError("gallery: no synthetic finger among the templates read back")
     progress(f"gallery: {size} fingers in {build_s:.1f}s; {len(sample)} read back through "
              "Gallery.iter_templates")
-    return {"real_fingers": real, "synthetic_fingers": synthetic, "build_s": build_s,
-            "sources": len(sources)}
+    return {"real_fingers": real, "real_persons": len(enrolled),
+            "synthetic_fingers": synthetic, "build_s": build_s, "sources": len(sources)}
 
 
 # --- the probes ---------------------------------------------------------------------
@@ -331,18 +398,28 @@ def fill_gallery(db: Database, fingers: list[RealFinger], size: int, seed: int
 class Probe:
     kind: str  # "template" or "image"
     mated: bool
-    impression: Impression
+    impressions: tuple[Impression, ...]  # one a finger, at POSITIONS in order
     mate: str | None  # the gallery reference of the mate
 
-    def finger(self) -> dict[str, Any]:
-        if self.kind == "image":
-            return {"position": POSITION, "kind": "image", "ppi": self.impression.ppi,
-                    "data": base64.b64encode(self.impression.path.read_bytes()).decode()}
-        return {"position": POSITION, "kind": "template",
-                "data": base64.b64encode(self.impression.record or b"").decode()}
+    @property
+    def name(self) -> str:
+        return " + ".join(imp.name for imp in self.impressions)
+
+    def fingers(self) -> list[dict[str, Any]]:
+        out = []
+        for position, imp in zip(POSITIONS, self.impressions, strict=False):
+            if self.kind == "image":
+                out.append({"position": position, "kind": "image", "ppi": imp.ppi,
+                            "data": base64.b64encode(imp.path.read_bytes()).decode()})
+            else:
+                record = at_position(imp.record or b"", position)
+                out.append({"position": position, "kind": "template",
+                            "data": base64.b64encode(record).decode()})
+        return out
 
 
-def _cycle(items: list[Impression], rng: np.random.Generator) -> Iterator[Impression]:
+def _cycle(items: list[list[Impression]], rng: np.random.Generator
+           ) -> Iterator[list[Impression]]:
     while True:
         yield from [items[i] for i in rng.permutation(len(items))]
 
@@ -356,48 +433,53 @@ def _shares(blocks: tuple[int, ...], share: float, rng: np.random.Generator) -> 
     return out
 
 
-def plan_probes(fingers: list[RealFinger], blocks: tuple[int, ...], mated_share: float,
+def plan_probes(persons: list[RealPerson], blocks: tuple[int, ...], mated_share: float,
                 image_share: float, seed: int) -> list[Probe]:
     """The probes of each block (the warm-up, then the measured checks): mated and
     non-mated at --mated-share, images at --image-share (only images AUS accepts: NFIQ 2
-    at least its probe minimum)."""
+    at least its probe minimum, every finger of the probe)."""
     rng = np.random.default_rng(seed)
-    mates = {imp.name: f.reference for f in fingers if f.mated
-             for imp in f.usable()[1:]}
-    mated_pool = [imp for f in fingers if f.mated for imp in f.usable()[1:]]
-    other_pool = [imp for f in fingers if not f.mated for imp in f.impressions]
+    mated_pool = [(p.reference, fingers) for p in persons if p.mated
+                  for fingers in p.probes(mated=True)]
+    other_pool = [(None, fingers) for p in persons if not p.mated
+                  for fingers in p.probes(mated=False)]
+    mates = {tuple(imp.name for imp in fingers): ref for ref, fingers in mated_pool}
     if mated_share > 0 and not mated_pool:
-        raise BenchError("no mated probe available (no real finger with two usable "
-                         "impressions)")
+        raise BenchError("no mated probe available (no real person with two usable "
+                         "impressions of every finger)")
     if mated_share < 1 and not other_pool:
-        raise BenchError("no non-mated probe available (--held-out 0)")
+        raise BenchError("no non-mated probe available (--held-out too small for a person)")
     kinds_mated = _shares(blocks, mated_share, rng)
     images = _shares(blocks, image_share, rng)
-    mated_it, other_it = _cycle(mated_pool, rng), _cycle(other_pool, rng)
+    mated_it = _cycle([f for _, f in mated_pool], rng)
+    other_it = _cycle([f for _, f in other_pool], rng)
     minimum = QualityPolicy().probe_minimum
     quality: dict[str, int | None] = {}
+
+    def good_image(imp: Impression) -> bool:
+        if imp.name not in quality:
+            try:
+                quality[imp.name] = nfiq2(load_image(imp.path.read_bytes(), imp.ppi)).score
+            except ImageError:
+                quality[imp.name] = None
+        score = quality[imp.name]
+        return score is not None and score >= minimum
+
     probes = []
     for i, mated in enumerate(kinds_mated):
         source = mated_it if mated else other_it
         kind = "image" if images[i] else "template"
         for _ in range(len(mated_pool) + len(other_pool)):
-            imp = next(source)
-            if kind == "template" and imp.record is None:
+            fingers = next(source)
+            if kind == "template" and any(imp.record is None for imp in fingers):
                 continue
-            if kind == "image":
-                if imp.name not in quality:
-                    try:
-                        quality[imp.name] = nfiq2(load_image(imp.path.read_bytes(),
-                                                             imp.ppi)).score
-                    except ImageError:
-                        quality[imp.name] = None
-                score = quality[imp.name]
-                if score is None or score < minimum:
-                    continue
+            if kind == "image" and not all(good_image(imp) for imp in fingers):
+                continue
             break
         else:
             raise BenchError(f"no usable {'mated' if mated else 'non-mated'} {kind} probe")
-        probes.append(Probe(kind, mated, imp, mates.get(imp.name) if mated else None))
+        mate = mates.get(tuple(imp.name for imp in fingers)) if mated else None
+        probes.append(Probe(kind, mated, tuple(fingers), mate))
     return probes
 
 
@@ -573,11 +655,11 @@ def run_checks(url: str, token: str, probes: list[Probe], concurrency: int,
 
     def one(client: httpx.Client, probe: Probe) -> Result:
         body = {"partner": RESPONDER, "agreement": AGREEMENT_ID, "purpose": PURPOSE,
-                "query_type": QUERY_TYPE, "fingers": [probe.finger()]}
+                "query_type": QUERY_TYPE, "fingers": probe.fingers()}
         started = time.perf_counter()
         r = client.post("/api/v1/checks", json=body)
         if r.status_code != 201:
-            raise BenchError(f"POST /api/v1/checks ({probe.impression.name}, {probe.kind}): "
+            raise BenchError(f"POST /api/v1/checks ({probe.name}, {probe.kind}): "
                              f"{r.status_code} {r.text[:300]}")
         check_id, state = r.json()["id"], r.json()["state"]
         polls = 0
@@ -650,7 +732,8 @@ def latency(values: list[float]) -> dict[str, float]:
 def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any]:
     fingers = load_fingers(args.data or fingerprint.default_data(),
                            fingerprint.parse_ppi(args.ppi), args.databases, args.held_out)
-    probes = plan_probes(fingers, (args.warmup, args.checks), args.mated_share,
+    persons = group_persons(fingers, args.fingers)
+    probes = plan_probes(persons, (args.warmup, args.checks), args.mated_share,
                          args.image_share, args.seed)
 
     procs: list[Proc] = []
@@ -678,7 +761,7 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
 
     idn_db = node_database(net.node_url(RESPONDER))
     try:
-        gallery = fill_gallery(idn_db, fingers, args.gallery, args.seed)
+        gallery = fill_gallery(idn_db, persons, args.gallery, args.seed, args.fingers)
     finally:
         idn_db.dispose()
     officer = add_user(net, REQUESTER, "bench.officer", "officer")
@@ -753,9 +836,10 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
         "polls_per_check": statistics.fmean(r.polls for r in results),
         "cpu_s_per_check": {name: c / len(results) for name, c in cpu.items()},
         "real_fingers": gallery["real_fingers"],
+        "real_persons": gallery["real_persons"],
         "synthetic_fingers": gallery["synthetic_fingers"],
         "synthetic_sources": gallery["sources"],
-        "fingers_per_person": 1,
+        "fingers_per_person": args.fingers,
         "databases": sorted({f.database for f in fingers}),
         "gallery_build_s": gallery["build_s"],
         "responder_startup_s": idn_start,
@@ -775,7 +859,8 @@ def table(r: dict[str, Any]) -> str:
         f"Fingerprint check, {REQUESTER} submit -> answer back (hub + 2 nodes on loopback, "
         f"{r['backend']}, {r['cpu_count']} cores)",
         "-" * 86,
-        f"gallery at {RESPONDER}         {r['gallery_fingers']} fingers, one per person: "
+        f"gallery at {RESPONDER}         {r['gallery_fingers']} fingers, "
+        f"{r['fingers_per_person']} a person: "
         f"{r['real_fingers']} REAL (FVC2004 {', '.join(r['databases'])}), "
         f"{r['synthetic_fingers']} SYNTHETIC",
         f"gallery build            {r['gallery_build_s']:.1f} s (real enrolment + synthetic "
@@ -837,6 +922,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="only these databases, e.g. DB3_B (default: all)")
     parser.add_argument("--ppi", action="append", default=[], metavar="NAME=PPI",
                         help="resolution of one database (DB3_B=512 is the default)")
+    parser.add_argument("--fingers", type=int, default=1,
+                        help="fingers a person, in the gallery and in each probe (1-4): "
+                             "consecutive real fingers of a database make one person")
     parser.add_argument("--held-out", type=int, default=3,
                         help="fingers per database kept out of the gallery: the non-mated "
                              "probes")
@@ -857,6 +945,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--mated-share and --image-share must be within 0..1")
     if args.held_out < 0 or args.poll_ms < 0:
         parser.error("--held-out and --poll-ms must be 0+")
+    if not 1 <= args.fingers <= len(POSITIONS) or args.gallery % args.fingers:
+        parser.error(f"--fingers must be 1..{len(POSITIONS)} and divide --gallery")
 
     work = Path(tempfile.mkdtemp(prefix="lintas-check-bench-"))
     with ExitStack() as stack:

@@ -42,3 +42,31 @@ def test_check_benchmark_on_a_small_gallery(fvc2004: Path, tmp_path: Path) -> No
     assert figures["mated_hit_rate"] >= 2 / 3
     assert figures["mated_true_mate_first"] >= 2 / 3
     assert figures["non_mated_false_hit_rate"] == 0.0
+
+
+def test_check_benchmark_with_two_fingers_a_person(fvc2004: Path, tmp_path: Path) -> None:
+    """--fingers 2: consecutive real fingers of DB3_B enrolled as one person's right
+    index and middle finger, synthetic persons of two fingers, probes of both fingers."""
+    out = tmp_path / "check.json"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--gallery", "300", "--checks", "4", "--concurrency", "2",
+         "--warmup", "0", "--databases", "DB3_B", "--image-share", "0", "--fingers", "2",
+         "--data", str(fvc2004), "--json", str(out)],
+        capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "300 fingers, 2 a person" in result.stdout
+    figures = json.loads(out.read_text())
+    assert figures["fingers_per_person"] == 2
+    # DB3_B: 10 fingers, 3 held out: 7 mated make 3 persons (one finger left out).
+    assert (figures["real_persons"], figures["real_fingers"]) == (3, 6)
+    assert figures["synthetic_fingers"] == 294
+    assert figures["mated_checks"] == 2 and figures["mated_true_mate_first"] >= 0.5
+    assert figures["non_mated_false_hit_rate"] == 0.0
+
+
+def test_bad_finger_counts_are_refused_by_name() -> None:
+    for args in (["--fingers", "5"], ["--fingers", "0"], ["--fingers", "2", "--gallery", "301"]):
+        result = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 2 and "--fingers must be 1..4 and divide --gallery" \
+            in result.stderr, args

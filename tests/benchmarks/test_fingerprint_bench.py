@@ -86,6 +86,7 @@ def test_table_and_json_on_real_prints(fvc_sample: Path, tmp_path: Path) -> None
     assert set(search) >= SEARCH_KEYS
     assert search["probes"] == 6 and search["synthetic_fingers"] == 297
     assert 0.0 <= search["rank1"] <= 1.0 and 0.0 <= search["rank1_exhaustive"] <= 1.0
+    assert 0.0 <= search["hit_at_fpir_0_1pct"] <= search["rank1"]  # a hit is a rank-1 too
     assert search["exhaustive_probes"] == 4 and search["exhaustive_from"] == 2  # probes 2-5
     assert 0 < search["bytes_per_finger"] <= 1024
     assert search["p50_ms"] <= search["p99_ms"]

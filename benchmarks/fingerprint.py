@@ -65,10 +65,10 @@ from typing import Any
 import numpy as np
 
 from lintas.biometrics import evaluation, index, matching, mcc
-from lintas.node.checks import HIT_FPIR
 from lintas.biometrics.extraction import extract_native, extract_phases
 from lintas.biometrics.images import ImageError, load_image
 from lintas.biometrics.minutiae import FingerView
+from lintas.node.checks import HIT_FPIR
 
 MIN_MINUTIAE = 8
 NAME = re.compile(r"^(\d+)_(\d+)\.(tif|tiff|png|bmp)$", re.IGNORECASE)

@@ -604,7 +604,7 @@ def _answered(net: Network, check_id: str) -> dict[str, Any]:
 def _hit_text(check: dict[str, Any]) -> str:
     c = check["candidates"][0]
     fmr = f", false match rate {c['fmr']:.1g}" if "fmr" in c else ""
-    fmr += f" (search {c['fpir']:.1g})" if "fpir" in c else ""
+    fmr += f" ({c['fpir']:.1g} over the whole search)" if "fpir" in c else ""
     return f"hit: candidate {c['candidate']}{fmr}"
 
 

@@ -120,6 +120,37 @@ def test_a_hit_is_decided_on_the_search_rate_which_grows_with_the_gallery(
             gallery.search(probe(prints["104", 2]), max_fpir=bad)  # type: ignore[arg-type]
 
 
+def test_with_the_index_the_search_rate_counts_the_persons_it_holds(
+        gallery: Gallery, prints: dict[tuple[str, int], MinutiaeTemplate]) -> None:
+    """With the 1:N index, N comes from the persons it holds (no count query a search),
+    following enrolments, deletions and another process's changes as the index does."""
+    for person in PERSONS[:4]:
+        gallery.enrol(person, [(1, prints[person, 1]), (2, prints[person, 2])])
+    gallery.use_index()
+    plain = Gallery(gallery.db)  # another process on the same database
+
+    def best_rates() -> tuple[float, float]:
+        (best,) = gallery.search(probe(prints["102", 3]), limit=1)
+        assert best.reference == "102"
+        return best.fpir, best.fmr
+
+    fpir, fmr = best_rates()
+    assert fpir == min(1.0, 4 * fmr)  # four persons, two fingers each: N counts persons
+    gallery.enrol("105", [(1, prints["105", 1])])
+    assert best_rates() == (min(1.0, 5 * fmr), fmr)
+    gallery.delete("101")
+    gallery.delete("103")
+    assert best_rates() == (min(1.0, 3 * fmr), fmr)
+    plain.enrol("106", [(1, prints["106", 1])])
+    assert best_rates()[0] == min(1.0, 3 * fmr)  # not seen until the index syncs
+    gallery.sync_index()
+    assert best_rates()[0] == min(1.0, 4 * fmr) and gallery.count() == 4
+    plain.delete("106")
+    plain.update("104", [(1, prints["104", 3])])  # a change of fingers, not of persons
+    gallery.sync_index()
+    assert best_rates()[0] == min(1.0, 3 * fmr) and gallery.count() == 3
+
+
 def test_the_index_proposes_the_same_persons_and_follows_changes(
         gallery: Gallery, prints: dict[tuple[str, int], MinutiaeTemplate]) -> None:
     for person in PERSONS[:4]:

@@ -29,8 +29,9 @@ The same figures for NIST Bozorth3 on view 0's MINDTCT minutiae are the baseline
 --calibration-out and --phase-calibration-out write the threshold <-> FMR tables of
 "ours/1" and "ours", measured on every all-impostors score of the run (the files
 `lintas.biometrics` ships as calibration.json and calibration-phases.json), each with the
-power-law tail fitted on its 200 highest impostor scores when the run has at least 2,000
-(matching.Tail: the rates too rare to count).
+power-law tail when the run has at least 2,000 (matching.Tail: the rates too rare to
+count, beyond the first threshold that at most 10 impostors reach; its slope fitted on
+the 200 highest impostor scores).
 
 1:N search at each --sizes N (lintas.biometrics.index): the gallery holds the first
 impression of every real finger of the run plus SYNTHETIC background fingers up to N,
@@ -307,20 +308,27 @@ def calibration_table(impostors: list[float], source: str) -> dict[str, Any]:
     table: dict[str, Any] = {"source": source, "impostors": len(impostors),
                              "thresholds": thresholds, "fmrs": fmrs}
     if len(impostors) >= TAIL_MIN_IMPOSTORS:
-        start, alpha, alpha_low = evaluation.pareto_tail(impostors, TAIL_FITTED)
+        _, alpha, alpha_low = evaluation.pareto_tail(impostors, TAIL_FITTED)
         if alpha_low > 0:
-            # Anchored at the table's own rate there, so that the rate is continuous.
-            anchor = float(np.interp(start, thresholds, fmrs))
+            # The table's counts hold down to its first threshold that at most
+            # TAIL_COUNTED impostors reach; the tail takes over there, at that counted
+            # rate, so the rate is continuous.
+            limit = TAIL_COUNTED / len(impostors)
+            at = next(i for i, rate in enumerate(fmrs) if 0 < rate <= limit)
+            start, anchor = thresholds[at], fmrs[at]
             table["tail"] = {"score": start, "fmr": anchor, "alpha": alpha_low,
                              "alpha_fitted": alpha, "fitted": TAIL_FITTED,
-                             "floor": TAIL_FLOOR}
+                             "counted": TAIL_COUNTED, "floor": TAIL_FLOOR}
     return table
 
 
 # The power-law tail of the impostor scores (matching.Tail, docs/biometrics.md "Rare
-# rates"): fitted on the 200 highest of at least 2,000 impostor scores (1.7 % of the
-# 11,520 of the FVC2004 B sets), and no comparison claimed rarer than 1e-10.
+# rates"): its slope fitted on the 200 highest of at least 2,000 impostor scores (1.7 %
+# of the 11,520 of the FVC2004 B sets); the table's counts used down to the first
+# threshold that at most 10 impostors reach (so that FMR 0.1 % is counted, on 11,520),
+# the tail beyond; and no comparison claimed rarer than 1e-10.
 TAIL_FITTED = 200
+TAIL_COUNTED = 10
 TAIL_MIN_IMPOSTORS = 2_000
 TAIL_FLOOR = 1e-10
 

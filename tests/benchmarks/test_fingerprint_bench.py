@@ -130,14 +130,17 @@ def _score(source: matching.MatchTemplate, x: np.ndarray, y: np.ndarray,
 
 def test_a_calibration_table_of_enough_impostors_carries_its_fitted_tail() -> None:
     """What --calibration-out writes from 3,000 impostor scores (log-normal, as raw MCC
-    scores are roughly): the table, and a tail that starts at the 201st-highest score,
-    at the table's own rate there, and reads back as a matching.Calibration."""
+    scores are roughly): the table, and a tail fitted on the 200 highest scores that
+    takes over where at most 10 impostors are counted, at the table's rate there, and
+    reads back as a matching.Calibration."""
     bench = bench_module()
     scores = np.exp(np.random.default_rng(3).normal(np.log(3e-5), 0.5, 3_000))
     table = bench.calibration_table(list(scores), "test")
     tail = table["tail"]
-    assert tail["score"] == np.sort(scores)[::-1][200] and tail["fitted"] == 200
-    assert tail["fmr"] == pytest.approx(200 / 3_000, rel=0.05)
+    at = table["thresholds"].index(tail["score"])  # the first threshold 10 reach at most
+    assert tail["fmr"] == table["fmrs"][at] and 0 < tail["fmr"] <= 10 / 3_000
+    assert table["fmrs"][at - 1] > 10 / 3_000
+    assert (tail["fitted"], tail["counted"]) == (200, 10)
     assert 0 < tail["alpha"] < tail["alpha_fitted"] and tail["floor"] == 1e-10
     cal = matching.Calibration(tuple(table["thresholds"]), tuple(table["fmrs"]),
                                table["impostors"], table["source"],

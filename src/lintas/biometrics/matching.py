@@ -240,8 +240,9 @@ class Calibration:
         return 1.0 / self.impostors if self.tail is None else self.tail.floor
 
     def threshold(self, fmr: float) -> float:
-        """The smallest threshold whose FMR is at most `fmr`: from the table where the
-        impostors resolve `fmr`, from the tail below that."""
+        """The threshold for `fmr`: where the impostors resolve it, the smallest tabulated
+        threshold whose measured FMR is at most `fmr`; below that, the tail's exact
+        inverse."""
         if not 0 < fmr <= 1:
             raise MatchError(f"fmr: {fmr} is not in (0, 1]")
         if fmr < self.rarest:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 import math
 from pathlib import Path
 
@@ -150,6 +152,87 @@ def test_a_calibration_without_a_tail_claims_no_rate_it_could_not_observe() -> N
         table.threshold(1e-6)
     with pytest.raises(matching.MatchError, match="inconsistent"):
         matching.Tail(1e-4, 0.01, alpha=0.0, fitted=200, floor=1e-10)
+
+
+def _shipped_json(phased: bool = False) -> dict:
+    return json.loads(json.dumps(matching.calibration(phased).as_json()))
+
+
+def _changed(path: str, value: object) -> dict:
+    """The shipped single-view table with one field changed (`a.b[3]`), or removed
+    when `value` is REMOVE."""
+    data = _shipped_json()
+    *parents, last = path.replace("[", ".").replace("]", "").split(".")
+    node = data
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    if value is REMOVE:
+        del node[last]
+    elif isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return data
+
+
+REMOVE = object()
+
+
+def test_a_calibration_read_from_json_is_the_table_written() -> None:
+    for phased in (False, True):
+        shipped = matching.calibration(phased)
+        assert matching.calibration_from_json(_shipped_json(phased)) == shipped
+    both = matching.shipped()
+    assert matching.Calibrations.from_json(json.loads(json.dumps(both.as_json()))) == both
+    written = _shipped_json()  # as the benchmark writes it: extra figures are ignored
+    written["tail"]["alpha_fitted"] = 3.84
+    assert matching.calibration_from_json(written) == matching.calibration()
+
+
+@pytest.mark.parametrize(("path", "value", "error"), [
+    ("source", REMOVE, r"calibration\.source: missing"),
+    ("source", "", r"calibration\.source: a description"),
+    ("impostors", 10, r"calibration\.impostors: 10 is not in \[100,"),
+    ("impostors", 1e4, r"calibration\.impostors: 10000\.0 is not an integer"),
+    ("thresholds", "0.1", r"calibration\.thresholds: a list of 2\.\.10000 numbers"),
+    ("thresholds", [0.1], r"calibration\.thresholds: a list of 2"),
+    ("fmrs", [1.0, 0.5], r"calibration\.fmrs: 2 rates for 352 thresholds"),
+    ("thresholds[5]", 1e-9, r"calibration\.thresholds\[5\]: 1e-09 does not ascend \(after"),
+    ("thresholds[7]", float("nan"), r"calibration\.thresholds\[7\]: nan is not in"),
+    ("thresholds[7]", True, r"calibration\.thresholds\[7\]: True is not a number"),
+    ("fmrs[3]", 1.5, r"calibration\.fmrs\[3\]: 1\.5 is not in \[0, 1\]"),
+    ("fmrs[300]", 0.9, r"calibration\.fmrs\[300\]: 0\.9 is above the rate at a lower"),
+    ("tail", [1, 2], r"calibration\.tail: a JSON object"),
+    ("tail.alpha", REMOVE, r"calibration\.tail\.alpha: missing"),
+    ("tail.alpha", -3.3, r"calibration\.tail\.alpha: -3\.3 is not in"),
+    ("tail.score", 2.0, r"calibration\.tail\.score: 2\.0 is not in \[0, 1\]"),
+    ("tail.floor", 0.5, r"calibration\.tail\.floor: 0\.5 is not in \[1e-15, 0\.000694"),
+    ("tail.fitted", 0, r"calibration\.tail\.fitted: 0 is not in \[1, 11520\]"),
+])
+def test_a_bad_calibration_table_is_refused_naming_the_field(path: str, value: object,
+                                                             error: str) -> None:
+    with pytest.raises(matching.MatchError, match=error):
+        matching.calibration_from_json(_changed(path, value))
+
+
+def test_both_tables_are_needed_and_named() -> None:
+    with pytest.raises(matching.MatchError, match="calibrations: a JSON object"):
+        matching.Calibrations.from_json([])
+    with pytest.raises(matching.MatchError, match="phased: missing"):
+        matching.Calibrations.from_json({"single": _shipped_json()})
+    with pytest.raises(matching.MatchError, match=r"phased\.fmrs\[3\]"):
+        matching.Calibrations.from_json({"single": _shipped_json(),
+                                         "phased": _changed("fmrs[3]", 2.0)})
+
+
+def test_explain_reads_the_rate_from_the_tables_given(db3) -> None:
+    a, b = (matching.prepare(db3[(101, i)][0]) for i in (1, 2))
+    plain = matching.explain(a, b)
+    assert plain.fmr == matching.calibration().fmr(plain.score)
+    own = matching.calibration_from_json(_changed("fmrs", [1.0] * 352))  # every score: FMR 1
+    tables = matching.Calibrations(dataclasses.replace(own, tail=None), matching.calibration(True))
+    assert matching.explain(a, b, tables).fmr == 1.0
+    assert matching.compare_fingers({1: a}, {1: b}, tables).fmr == 1.0
 
 
 def test_rare_rates_come_from_the_tail_and_tell_strong_matches_apart(db3) -> None:

@@ -183,3 +183,70 @@ def test_other_commands_do_not_load_the_biometric_stack() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_a_node_sets_shows_and_resets_its_own_calibration(node: Path, tmp_path: Path,
+                                                           fvc2004: Path) -> None:
+    """The tables are checked before anything is stored, name the option and the field
+    when wrong, change the rates a search reports, and are audited."""
+    import json
+
+    from lintas.biometrics.matching import calibration
+
+    code, out = run("gallery", "calibration", "show", node=node)
+    assert code == 0 and "the shipped calibration" in out
+    assert row(out, "0.001").split("│")[2].strip() == f"{calibration().threshold(1e-3):.3g}"
+
+    folder = fvc2004 / "DB3_B"
+    code, out = run("gallery", "enrol-folder", str(folder), "--ppi", "512",
+                    "--pattern", "10[1-4]_1.tif", node=node)
+    assert code == 0, out
+    search = ("gallery", "search", str(folder / "102_3.tif"), "--ppi", "512", "--limit", "1")
+    code, out = run(*search, node=node)
+    shipped_fmr = float(row(out, "1").split("│")[3])
+
+    tables = {}
+    for name, phased in (("single", False), ("phased", True)):
+        data = calibration(phased).as_json()
+        data["fmrs"] = [min(1.0, r * 100) for r in data["fmrs"]]  # a sensor 100 x worse
+        data["tail"]["fmr"] *= 100
+        data["source"] = f"our own sensor, {name}"
+        tables[name] = tmp_path / f"{name}.json"
+        tables[name].write_text(json.dumps(data))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**json.loads(tables["phased"].read_text()),
+                               "fmrs": [0.5, 1.0] + [0.0] * 350}))
+    code, out = run("gallery", "calibration", "set", "--single", str(tables["single"]),
+                    "--phased", str(bad), node=node)
+    assert code == 2
+    assert f"--phased {bad}: table.fmrs[1]: 1.0 is above the rate" in " ".join(out.split())
+    bad.write_text('{"source": ')
+    code, out = run("gallery", "calibration", "set", "--single", str(bad),
+                    "--phased", str(tables["phased"]), node=node)
+    assert code == 2 and f"--single {bad}: not JSON" in " ".join(out.split())
+    code, out = run("gallery", "calibration", "show", node=node)
+    assert "the shipped calibration" in out  # nothing was stored
+
+    code, out = run("gallery", "calibration", "set", "--single", str(tables["single"]),
+                    "--phased", str(tables["phased"]), node=node)
+    assert code == 0 and "calibration set" in out
+    assert "our own sensor, phased" in " ".join(out.split())
+    code, out = run("gallery", "calibration", "show", node=node)
+    assert "this node's own calibration" in out and "our own sensor, single" in out
+    code, out = run(*search, node=node)
+    assert float(row(out, "1").split("│")[3]) == pytest.approx(100 * shipped_fmr, rel=0.02)
+    code, out = run("gallery", "calibration", "show", "--json", node=node)
+    assert json.loads(out)["phased"]["source"] == "our own sensor, phased"
+
+    code, out = run("gallery", "calibration", "reset", node=node)
+    assert code == 0 and "reset" in out
+    code, out = run(*search, node=node)
+    assert float(row(out, "1").split("│")[3]) == shipped_fmr
+    from lintas.node.audit import AuditLog
+
+    audit = AuditLog(node_database(f"sqlite:///{node / 'node.db'}"))
+    assert [(e.action, e.outcome) for e in audit.entries()] == [
+        ("gallery.calibration", "set"), ("gallery.calibration", "reset")]
+    assert all(e.actor.startswith("cli:") for e in audit.entries())
+    code, out = run("audit", "verify", node=node)
+    assert code == 0, out

@@ -249,3 +249,44 @@ def test_a_person_enrolled_beside_the_serving_node_is_found(
     check = settled(aus, "officer", submit(aus, fingers=[finger(fvc2004, "104_4")])["id"],
                     {"hit", "no_hit", "refused"})
     assert check["state"] == "no_hit"
+
+
+def test_the_responders_own_calibration_decides_its_hits(
+        apis: tuple[Api, Api], fvc2004: Path) -> None:
+    """IDN sets tables of a sensor whose impostors reach every score (rates of 1): the
+    same mated check that was a hit becomes a no-hit, and a hit again once reset. A bad
+    table is refused naming the field, and nothing changes."""
+    aus, idn = apis
+    agree(aus, idn)
+    shipped = idn.ok("officer", "GET", "/api/v1/gallery/calibration")
+    assert shipped["own"] is False and shipped["phased"]["impostors"] == 11520
+    idn.ok("admin", "POST", "/api/v1/gallery/persons", 201,
+           json={"reference": "104", "fingers": [finger(fvc2004, "104_1")]})
+
+    def outcome() -> str:
+        check = settled(aus, "officer", submit(aus, fingers=[finger(fvc2004, "104_4")])["id"],
+                        {"hit", "no_hit", "refused"})
+        return str(check["state"])
+
+    assert outcome() == "hit"
+    blind = {name: {**table, "source": f"a blind sensor, {name}", "tail": None,
+                    "fmrs": [1.0] * len(table["fmrs"])}
+             for name, table in shipped.items() if name != "own"}
+    bad = {**blind, "phased": {**blind["phased"], "fmrs": [1.0, 2.0]}}
+    r = idn.call("admin", "PUT", "/api/v1/gallery/calibration", json=bad)
+    assert r.status_code == 400 and r.json()["error"]["message"] == \
+        "phased.fmrs: 2 rates for 352 thresholds"
+    r = idn.call("supervisor", "PUT", "/api/v1/gallery/calibration", json=blind)
+    assert r.status_code == 403
+    assert idn.ok("dpo", "GET", "/api/v1/gallery/calibration")["own"] is False
+
+    own = idn.ok("admin", "PUT", "/api/v1/gallery/calibration", json=blind)
+    assert own["own"] is True and own["single"]["source"] == "a blind sensor, single"
+    assert outcome() == "no_hit"
+    assert idn.ok("admin", "DELETE", "/api/v1/gallery/calibration") == shipped
+    assert outcome() == "hit"
+    entries = idn.ok("dpo", "GET", "/api/v1/audit")
+    changes = [(x["outcome"], x["role"], x["details"]["tables"])
+               for x in sorted(entries, key=lambda x: x["seq"])
+               if x["action"] == "gallery.calibration"]
+    assert changes == [("set", "admin", "own"), ("reset", "admin", "shipped")]

@@ -47,6 +47,9 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/gallery/imports"): ADMIN,
     ("GET", "/api/v1/gallery/imports"): ADMIN,
     ("GET", "/api/v1/gallery/imports/{import_id}"): ADMIN,
+    ("GET", "/api/v1/gallery/calibration"): ALL,
+    ("PUT", "/api/v1/gallery/calibration"): ADMIN,
+    ("DELETE", "/api/v1/gallery/calibration"): ADMIN,
     # document register
     ("GET", "/api/v1/documents"): ADMIN_OR_SUPERVISOR,
     ("GET", "/api/v1/documents/{entry_id}"): ADMIN_OR_SUPERVISOR,

@@ -14,10 +14,19 @@ from sqlalchemy.orm import Session
 from lintas.biometrics import formats
 from lintas.biometrics.extraction import extract_template
 from lintas.biometrics.images import FingerImage, load_image
-from lintas.biometrics.matching import PHASES, MatchTemplate, calibration, prepare
+from lintas.biometrics.matching import (
+    PHASES,
+    Calibration,
+    Calibrations,
+    MatchTemplate,
+    calibration,
+    prepare,
+    shipped,
+)
 from lintas.biometrics.minutiae import MinutiaeTemplate
 from lintas.biometrics.quality import QualityPolicy
 from lintas.node import node_database
+from lintas.node.audit import AuditLog
 from lintas.node.gallery import (
     DuplicateReference,
     Gallery,
@@ -26,7 +35,8 @@ from lintas.node.gallery import (
     UnknownReference,
     _to_compare,
 )
-from lintas.node.models import GalleryChange, GalleryFinger, GalleryPerson
+from lintas.node.models import GalleryChange, GalleryFinger, GalleryPerson, Setting
+from lintas.node.users import NotPermitted, Principal
 from lintas.storage import Database
 
 PERSONS = tuple(str(p) for p in range(101, 107))  # FVC2004 DB3_B, a 512 ppi sensor
@@ -500,3 +510,55 @@ def test_the_index_picks_the_same_keys_at_start_up_as_on_enrolment(
         assert a.code_count[sa] == b.code_count[sb] > 0
         assert a.code_xy[sa].tolist() == b.code_xy[sb].tolist()
         assert a.code_bits[sa].tolist() == b.code_bits[sb].tolist()
+
+
+def scaled(tables: Calibrations, factor: float) -> Calibrations:
+    """The tables of a sensor whose impostors match `factor` times as often."""
+    def one(t: Calibration) -> Calibration:
+        tail = t.tail
+        assert tail is not None
+        return Calibration(t.thresholds, tuple(min(1.0, r * factor) for r in t.fmrs),
+                           t.impostors, f"{t.source}, x{factor}",
+                           dataclasses.replace(tail, fmr=tail.fmr * factor,
+                                               floor=tail.floor * factor))
+    return Calibrations(one(tables.single), one(tables.phased))
+
+
+def test_a_nodes_own_calibration_sets_the_rates_of_every_search(
+        gallery: Gallery, prints: dict[tuple[str, int], MinutiaeTemplate]) -> None:
+    """A node with its own sensors sets its own tables: they give the rates of the next
+    search, through the index or not, in this process and in another one on the same
+    database; the change is audited, admins only, and reset restores the shipped ones."""
+    for person in PERSONS:
+        gallery.enrol(person, [(1, prints[person, 1])])
+    other = Gallery(gallery.db)  # another process, e.g. a serving node beside the CLI
+    other.use_index()
+    assert gallery.calibrations() == shipped() and not gallery.own_calibrations()
+    before = gallery.search(probe(prints["105", 2]), limit=1)[0]
+    assert before.reference == "105"
+    score = before.fingers[1].score
+    assert before.fmr == pytest.approx(shipped().single.fmr(score), rel=1e-9)  # fused: 10^-evidence
+
+    own = scaled(shipped(), 10.0)
+    with pytest.raises(NotPermitted, match="role"):
+        gallery.set_calibrations(own, Principal("officer1", "officer"))
+    assert not gallery.own_calibrations()
+    gallery.set_calibrations(own, Principal("cli:admin", "admin"))
+    assert gallery.own_calibrations() and gallery.calibrations() == own
+    for g in (gallery, other):
+        after = g.search(probe(prints["105", 2]), limit=1)[0]
+        assert (after.reference, after.fingers[1].score) == ("105", score)
+        assert after.fmr == pytest.approx(own.single.fmr(score), rel=1e-9)
+        assert after.fmr == pytest.approx(10 * before.fmr, rel=1e-9)
+        assert after.fpir == min(1.0, 6 * after.fmr)
+
+    gallery.set_calibrations(None, Principal("cli:admin", "admin"))
+    assert other.search(probe(prints["105", 2]), limit=1)[0].fmr == before.fmr
+    actions = [(e.action, e.outcome, e.actor) for e in AuditLog(gallery.db).entries()]
+    assert actions == [("gallery.calibration", "set", "cli:admin"),
+                       ("gallery.calibration", "reset", "cli:admin")]
+
+    with gallery.db.session() as s:  # a row damaged outside Lintas: refused, not guessed
+        s.add(Setting(key="calibration", value='{"single": {}}'))
+    with pytest.raises(GalleryError, match=r"calibration: .*phased: missing"):
+        gallery.search(probe(prints["105", 2]))

@@ -533,9 +533,11 @@ class Candidate:
 
 
 def search_shards(shards: Iterable[IndexShard], probe: Probe,
-                  limit: int = 10, shortlist: int = SHORTLIST) -> list[Candidate]:
+                  limit: int = 10, shortlist: int = SHORTLIST,
+                  calibration: matching.Calibration | None = None) -> list[Candidate]:
     """Ranked candidates for a probe impression (one view, or its phases) across
-    shards, best first. Stage 2 and the scores are view 0's."""
+    shards, best first. Stage 2 and the scores are view 0's, their FMR read from
+    `calibration` (a single-view table; default: the shipped one)."""
     keys = probe_keys(probe)
     view = keys.template
     scored: list[tuple[float, int]] = []
@@ -550,5 +552,5 @@ def search_shards(shards: Iterable[IndexShard], probe: Probe,
         scored += [(float(score), int(shard.keys[slot]))
                    for score, slot in zip(scores, slots, strict=True)]
     scored.sort(key=lambda item: (-item[0], item[1]))
-    calibration = matching.calibration()
-    return [Candidate(key, score, calibration.fmr(score)) for score, key in scored[:limit]]
+    table = calibration or matching.calibration()
+    return [Candidate(key, score, table.fmr(score)) for score, key in scored[:limit]]

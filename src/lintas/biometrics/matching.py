@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from importlib import resources
+from typing import Any
 
 import numpy as np
 
@@ -165,22 +166,25 @@ class Comparison:
         return -math.log10(self.fmr)
 
 
-def explain(probe: Template, reference: Template) -> Comparison:
+def explain(probe: Template, reference: Template,
+            calibrations: Calibrations | None = None) -> Comparison:
     """The comparison with the minutiae pairs that make its score, for a reviewer to
     draw side by side (indices refer to each impression's minutiae as given to
     `prepare`; with phases, to view 0's). Either side may be one prepared view or the
-    phases of an impression (`prepare_phases`); the score is `compare_phases`'s."""
+    phases of an impression (`prepare_phases`); the score is `compare_phases`'s. Its
+    FMR comes from `calibrations` (default: the shipped tables, `shipped()`)."""
+    tables = calibrations or shipped()
     p, r = _phases(probe), _phases(reference)
     score, pairs, contributions = _compare(p[0], r[0])
     paired = tuple(PairedMinutiae(int(p[0].index[a]), int(r[0].index[b]), float(c))
                    for (a, b), c in zip(pairs, contributions, strict=True))
     if not phased(p, r):
-        return Comparison(float(score), calibration().fmr(float(score)), paired)
+        return Comparison(float(score), tables.single.fmr(float(score)), paired)
     total = 0.0  # summed as compare_phases sums, so that the score is bit for bit its
     for i in range(PHASES):
         total += score if i == 0 else compare(p[i], r[i])
     score = total / PHASES
-    return Comparison(float(score), calibration(phased=True).fmr(float(score)), paired,
+    return Comparison(float(score), tables.phased.fmr(float(score)), paired,
                       PHASES)
 
 
@@ -257,19 +261,126 @@ class Calibration:
         return self.thresholds[-1]
 
 
+    def as_json(self) -> dict[str, Any]:
+        """The table as `calibration_from_json` reads it (and the benchmark writes it)."""
+        data: dict[str, Any] = {"source": self.source, "impostors": self.impostors,
+                                   "thresholds": list(self.thresholds),
+                                   "fmrs": list(self.fmrs)}
+        if self.tail is not None:
+            t = self.tail
+            data["tail"] = {"score": t.score, "fmr": t.fmr, "alpha": t.alpha,
+                            "fitted": t.fitted, "floor": t.floor}
+        return data
+
+
+MAX_TABLE_POINTS = 10_000  # thresholds a calibration table may hold
+MAX_SOURCE = 500  # characters of a table's description
+MIN_IMPOSTORS = 100  # impostor comparisons a table must be counted on, at least
+
+
+def _number(value: object, name: str, low: float, high: float,
+            integer: bool = False) -> float:
+    """A finite number in [low, high] (an int where `integer`), or a MatchError naming
+    the field."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or \
+            (integer and not isinstance(value, int)):
+        raise MatchError(f"{name}: {value!r} is not {'an integer' if integer else 'a number'}")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise MatchError(f"{name}: {value!r} is not in [{low:g}, {high:g}]")
+    return float(value)
+
+
+def calibration_from_json(data: object, name: str = "calibration") -> Calibration:
+    """A calibration table from its JSON form (what `benchmarks/fingerprint.py
+    --calibration-out` writes), checked field by field: `MatchError` names the first
+    field that is wrong (`name` prefixes it, e.g. `phased.fmrs[3]`). Keys it does not
+    know are ignored (the benchmark adds figures such as the tail's fitted slope).
+
+    Thresholds must ascend strictly; rates lie in [0, 1] and never rise with the
+    threshold; the tail, if any, starts inside the table's range and its floor is no
+    higher than its starting rate."""
+    if not isinstance(data, Mapping):
+        raise MatchError(f"{name}: a JSON object is needed, not {type(data).__name__}")
+    for key in ("source", "impostors", "thresholds", "fmrs"):
+        if key not in data:
+            raise MatchError(f"{name}.{key}: missing")
+    source = data["source"]
+    if not isinstance(source, str) or not 1 <= len(source) <= MAX_SOURCE:
+        raise MatchError(f"{name}.source: a description of 1..{MAX_SOURCE} characters")
+    impostors = int(_number(data["impostors"], f"{name}.impostors", MIN_IMPOSTORS, 1e15,
+                            integer=True))
+    thresholds, fmrs = data["thresholds"], data["fmrs"]
+    for key, values in (("thresholds", thresholds), ("fmrs", fmrs)):
+        if not isinstance(values, list) or not 2 <= len(values) <= MAX_TABLE_POINTS:
+            raise MatchError(f"{name}.{key}: a list of 2..{MAX_TABLE_POINTS} numbers")
+    if len(thresholds) != len(fmrs):
+        raise MatchError(f"{name}.fmrs: {len(fmrs)} rates for {len(thresholds)} thresholds")
+    ts = [_number(v, f"{name}.thresholds[{i}]", 0.0, 1.0) for i, v in enumerate(thresholds)]
+    rs = [_number(v, f"{name}.fmrs[{i}]", 0.0, 1.0) for i, v in enumerate(fmrs)]
+    for i in range(1, len(ts)):
+        if ts[i] <= ts[i - 1]:
+            raise MatchError(f"{name}.thresholds[{i}]: {ts[i]!r} does not ascend "
+                             f"(after {ts[i - 1]!r})")
+        if rs[i] > rs[i - 1]:
+            raise MatchError(f"{name}.fmrs[{i}]: {rs[i]!r} is above the rate at a lower "
+                             f"threshold ({rs[i - 1]!r}); rates never rise with the threshold")
+    tail = None
+    if data.get("tail") is not None:
+        t = data["tail"]
+        if not isinstance(t, Mapping):
+            raise MatchError(f"{name}.tail: a JSON object is needed")
+        for key in ("score", "fmr", "alpha", "fitted", "floor"):
+            if key not in t:
+                raise MatchError(f"{name}.tail.{key}: missing")
+        score = _number(t["score"], f"{name}.tail.score", ts[0], ts[-1])
+        if score <= 0:
+            raise MatchError(f"{name}.tail.score: {score!r} is not above 0")
+        rate = _number(t["fmr"], f"{name}.tail.fmr", 1e-15, 1.0)
+        alpha = _number(t["alpha"], f"{name}.tail.alpha", 1e-3, 1e3)
+        fitted = int(_number(t["fitted"], f"{name}.tail.fitted", 1, impostors, integer=True))
+        floor = _number(t["floor"], f"{name}.tail.floor", 1e-15, rate)
+        tail = Tail(score, rate, alpha, fitted, floor)
+    return Calibration(tuple(ts), tuple(rs), impostors, source, tail)
+
+
 @cache
 def calibration(phased: bool = False) -> Calibration:
-    """The table of single-view scores (`compare`), or with `phased` that of the mean
-    over the phases (`compare_phases` between two fully phased impressions)."""
+    """The shipped table of single-view scores (`compare`), or with `phased` that of the
+    mean over the phases (`compare_phases` between two fully phased impressions)."""
     name = "calibration-phases.json" if phased else "calibration.json"
     text = resources.files("lintas.biometrics").joinpath(name).read_text()
-    data = json.loads(text)
-    tail = data.get("tail")
-    return Calibration(tuple(data["thresholds"]), tuple(data["fmrs"]), int(data["impostors"]),
-                       str(data["source"]),
-                       None if tail is None else Tail(float(tail["score"]), float(tail["fmr"]),
-                                                      float(tail["alpha"]), int(tail["fitted"]),
-                                                      float(tail["floor"])))
+    return calibration_from_json(json.loads(text), name)
+
+
+@dataclass(frozen=True)
+class Calibrations:
+    """The two tables a comparison's FMR is read from: `single` for one view against
+    one view (`compare`; the 1:N index ranks on it), `phased` for the mean over the
+    grid phases (`compare_phases`). A node whose sensors differ from FVC2004's gives its
+    own, measured on its own impostors (docs/biometrics.md, *A node's own calibration*)."""
+
+    single: Calibration
+    phased: Calibration
+
+    def as_json(self) -> dict[str, dict[str, Any]]:
+        return {"single": self.single.as_json(), "phased": self.phased.as_json()}
+
+    @classmethod
+    def from_json(cls, data: object) -> Calibrations:
+        """Both tables from {"single": table, "phased": table}; MatchError names the
+        field that is wrong."""
+        if not isinstance(data, Mapping):
+            raise MatchError("calibrations: a JSON object with \"single\" and \"phased\"")
+        for key in ("single", "phased"):
+            if key not in data:
+                raise MatchError(f"{key}: missing (both tables are needed)")
+        return cls(calibration_from_json(data["single"], "single"),
+                   calibration_from_json(data["phased"], "phased"))
+
+
+def shipped() -> Calibrations:
+    """The tables that ship with Lintas (FVC2004 DB1_B-DB4_B, all impostors protocol)."""
+    return Calibrations(calibration(), calibration(phased=True))
 
 
 @dataclass(frozen=True)
@@ -282,8 +393,8 @@ class FusedComparison:
         return -math.log10(self.fmr)
 
 
-def compare_fingers(probe: Mapping[int, Template],
-                    reference: Mapping[int, Template]) -> FusedComparison:
+def compare_fingers(probe: Mapping[int, Template], reference: Mapping[int, Template],
+                    calibrations: Calibrations | None = None) -> FusedComparison:
     """Compare the fingers both records hold (by finger position) and fuse the result.
     A finger may be one prepared view or its phases (see `explain`).
 
@@ -295,6 +406,7 @@ def compare_fingers(probe: Mapping[int, Template],
     if not shared:
         raise MatchError("fingers: the probe and the reference share no finger position "
                          f"(probe {sorted(probe)}, reference {sorted(reference)})")
-    results = {position: explain(probe[position], reference[position]) for position in shared}
+    results = {position: explain(probe[position], reference[position], calibrations)
+               for position in shared}
     evidence = sum(r.evidence for r in results.values())
     return FusedComparison(10.0 ** -evidence, results)

@@ -8,6 +8,7 @@ why one is refused; images are never stored, only ISO/IEC 19794-2 templates.
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections import defaultdict
 from collections.abc import Callable
@@ -437,6 +438,118 @@ def search(
         table.add_row(str(rank), c.reference, f"{c.fmr:.1e}", f"{c.fpir:.1e}",
                       f"{c.evidence:.1f}", detail)
     console.print(table)
+
+
+calibration_app = typer.Typer(
+    help="Show or change the tables that turn match scores into false match rates.",
+    no_args_is_help=True)
+app.add_typer(calibration_app, name="calibration")
+
+MAX_CALIBRATION_BYTES = 2_000_000
+SHOWN_RATES = (1e-2, 1e-3, 1e-4, 1e-6, 1e-8)
+
+
+def _read_table(option: str, path: Path) -> Any:
+    """A calibration table file, checked; errors name the option, the file and the field."""
+    from lintas.biometrics.matching import MatchError, calibration_from_json
+
+    if path.stat().st_size > MAX_CALIBRATION_BYTES:
+        _error(f"{option} {path}: larger than {MAX_CALIBRATION_BYTES:,} bytes; not a "
+               "calibration table")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        _error(f"{option} {path}: not JSON ({exc})")
+    try:
+        return calibration_from_json(data, "table")
+    except MatchError as exc:
+        _error(f"{option} {path}: {exc}")
+
+
+@calibration_app.command("show")
+@friendly
+@_gallery_errors
+def calibration_show(
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print both tables as JSON (what `set` reads, one table a file).")]
+    = False,
+    data_dir: DataDir = DEFAULT_DIR,
+    db: DbOpt = None,
+) -> None:
+    """Show the calibration this node's searches use: its own, or the shipped one.
+
+    For each table: what it was measured on, the thresholds at a few false match
+    rates, and the fitted tail that gives the rarer rates.
+
+    Example: lintas gallery calibration show
+    """
+    gallery = _open(data_dir, db)
+    tables = gallery.calibrations()
+    if as_json:
+        typer.echo(json.dumps(tables.as_json(), indent=1))
+        return
+    own = gallery.own_calibrations()
+    console.print("this node's own calibration" if own else
+                  "the shipped calibration (FVC2004 DB1_B-DB4_B); a node whose sensors "
+                  "differ should set its own")
+    named = (("single view", tables.single), ("phases", tables.phased))
+    table = Table("FMR", *(name for name, _ in named), title="Score threshold by false match rate")
+    for rate in SHOWN_RATES:
+        table.add_row(f"{rate:g}", *(f"{t.threshold(rate):.3g}" if rate >= t.rarest else "-"
+                                     for _, t in named))
+    console.print(table)
+    for name, t in named:
+        tail = t.tail
+        console.print(f"[bold]{name}[/]: {t.source}")
+        console.print(f"  counted on {t.impostors:,} impostor comparisons; " + (
+            f"no rate below 1/{t.impostors:,} is claimed" if tail is None else
+            f"rarer rates from a power-law tail from score {tail.score:.3g} (FMR "
+            f"{tail.fmr:.2g}), alpha {tail.alpha:.2f}, never below {tail.floor:.0e}"))
+
+
+@calibration_app.command("set")
+@friendly
+@_gallery_errors
+def calibration_set(
+    single: Annotated[Path, typer.Option(
+        "--single", exists=True, dir_okay=False, metavar="FILE",
+        help="The single-view table, JSON (the benchmark's --calibration-out).")],
+    phased: Annotated[Path, typer.Option(
+        "--phased", exists=True, dir_okay=False, metavar="FILE",
+        help="The phased table, JSON (the benchmark's --phase-calibration-out).")],
+    data_dir: DataDir = DEFAULT_DIR,
+    db: DbOpt = None,
+) -> None:
+    """Use this node's own calibration tables, measured on its own sensors' impostors.
+
+    Both tables are checked before anything is stored, and the change is audited. It
+    applies to every search from then on, a serving node's included. Write the tables
+    with `benchmarks/fingerprint.py --data DIR --sizes 0 --calibration-out single.json
+    --phase-calibration-out phased.json`, DIR holding the node's own FVC-style sets.
+
+    Example: lintas gallery calibration set --single single.json --phased phased.json
+    """
+    from lintas.biometrics.matching import Calibrations
+    from lintas.cli.users import local_operator
+
+    tables = Calibrations(_read_table("--single", single), _read_table("--phased", phased))
+    _open(data_dir, db).set_calibrations(tables, local_operator())
+    console.print(f"[green]calibration set[/]: single view from {tables.single.source!r}; "
+                  f"phases from {tables.phased.source!r}")
+
+
+@calibration_app.command("reset")
+@friendly
+@_gallery_errors
+def calibration_reset(data_dir: DataDir = DEFAULT_DIR, db: DbOpt = None) -> None:
+    """Go back to the shipped calibration tables (audited).
+
+    Example: lintas gallery calibration reset
+    """
+    from lintas.cli.users import local_operator
+
+    _open(data_dir, db).set_calibrations(None, local_operator())
+    console.print("[green]calibration reset[/] to the shipped tables")
 
 
 def _when(moment: Any) -> str:

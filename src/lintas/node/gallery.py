@@ -36,6 +36,8 @@ listener reaches the caller, but the write it follows is already committed.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import threading
 from collections import Counter, defaultdict
@@ -56,17 +58,22 @@ from lintas.biometrics.images import FingerImage, ImageError
 from lintas.biometrics.index import IndexShard, recurring, search_shards
 from lintas.biometrics.matching import (
     PHASES,
+    Calibrations,
     Comparison,
+    MatchError,
     MatchTemplate,
     Phases,
     Template,
     compare_fingers,
     prepare,
     prepare_phases,
+    shipped,
 )
 from lintas.biometrics.minutiae import PPCM_500_PPI, FingerView, MinutiaeTemplate
 from lintas.biometrics.quality import DEFAULT_ADVICE, Purpose, QualityPolicy, nfiq2
-from lintas.node.models import GalleryChange, GalleryFinger, GalleryPerson
+from lintas.node.audit import AuditLog
+from lintas.node.models import GalleryChange, GalleryFinger, GalleryPerson, Setting
+from lintas.node.users import Principal, require_role
 from lintas.storage import Database, utcnow
 
 MIN_MINUTIAE = 8
@@ -79,6 +86,7 @@ INDEX_BATCH = 5000  # fingers read and indexed at once when the index is built
 JOURNAL_LOOKBACK = 1000  # journal ids re-read behind the newest seen (sync_index)
 JOURNAL_BATCH = 20000  # journal entries applied by one sync_index call at most
 JOURNAL_KEEP = timedelta(days=1)
+CALIBRATION_SETTING = "calibration"  # the node's own tables (settings row), if any
 
 FINGER_NAMES = {1: "right thumb", 2: "right index", 3: "right middle", 4: "right ring",
                 5: "right little", 6: "left thumb", 7: "left index", 8: "left middle",
@@ -247,6 +255,58 @@ class Gallery:
         # change up to `_cursor` is applied, and of those after it, `_applied`.
         self._cursor = 0
         self._applied: set[int] = set()
+        self._calibration: tuple[str, Calibrations] | None = None  # (stored text, parsed)
+
+    # --- calibration ------------------------------------------------------------------
+
+    def calibrations(self) -> Calibrations:
+        """The tables that turn this node's scores into false match rates: the node's
+        own (`set_calibrations`), else the shipped ones (FVC2004's four sensors).
+
+        Read from the database at every search (one row): a table set by another
+        process, such as `lintas gallery calibration set` beside a serving node, applies
+        from the next search on."""
+        with self.db.session() as s:
+            text = s.scalar(select(Setting.value).where(Setting.key == CALIBRATION_SETTING))
+        if text is None:
+            return shipped()
+        cached = self._calibration
+        if cached is not None and cached[0] == text:
+            return cached[1]
+        try:
+            tables = Calibrations.from_json(json.loads(text))
+        except (ValueError, MatchError) as exc:  # validated when stored: a damaged row
+            raise GalleryError(f"calibration: the node's stored calibration is unreadable "
+                               f"({exc}); set it again or reset it") from None
+        self._calibration = (text, tables)
+        return tables
+
+    def own_calibrations(self) -> bool:
+        """Whether the node has set its own calibration tables."""
+        with self.db.session() as s:
+            return s.get(Setting, CALIBRATION_SETTING) is not None
+
+    def set_calibrations(self, tables: Calibrations | None, actor: Principal) -> None:
+        """Make `tables` the node's calibration (None: back to the shipped tables), for
+        every search from now on. Admins only; audited in the same transaction."""
+        require_role(actor, "admin", to="change the gallery's calibration")
+        with self.db.session() as s:
+            row = s.get(Setting, CALIBRATION_SETTING)
+            if tables is None:
+                if row is not None:
+                    s.delete(row)
+                details = {"tables": "shipped"}
+            else:
+                text = json.dumps(tables.as_json(), separators=(",", ":"))
+                if row is None:
+                    s.add(Setting(key=CALIBRATION_SETTING, value=text))
+                else:
+                    row.value = text
+                details = {"tables": "own", "single": tables.single.source[:200],
+                           "phased": tables.phased.source[:200],
+                           "sha256": hashlib.sha256(text.encode()).hexdigest()}
+            AuditLog(self.db).record(s, actor.username, actor.role, "gallery.calibration",
+                                     "reset" if tables is None else "set", details=details)
 
     # --- the 1:N index ----------------------------------------------------------------
 
@@ -386,8 +446,8 @@ class Gallery:
             if self._index is not None:
                 self._applied.update(change_ids)
 
-    def _shortlisted(self, probe: Mapping[int, Template], limit: int
-                     ) -> dict[str, float] | None:
+    def _shortlisted(self, probe: Mapping[int, Template], limit: int,
+                     tables: Calibrations) -> dict[str, float] | None:
         """The persons the index proposes for a probe, each with the best evidence
         (-log10 FMR) the index's matcher gave one of their fingers (None: no index,
         compare all)."""
@@ -399,7 +459,8 @@ class Gallery:
                 shard = self._index.get(position)
                 if shard is not None:
                     for candidate in search_shards([shard], template,
-                                                   limit=max(4 * limit, 50)):
+                                                   limit=max(4 * limit, 50),
+                                                   calibration=tables.single):
                         reference = self._owners[candidate.key][1]
                         evidence[reference] = max(evidence.get(reference, 0.0),
                                                   -math.log10(candidate.fmr))
@@ -755,6 +816,7 @@ class Gallery:
             if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)
                                      or not 0 < rate <= 1):
                 raise GalleryError(f"{name}: {rate!r} is not in (0, 1]")
+        tables = self.calibrations()
         searched = len(set(within)) if within is not None else self._persons_searched()
         # The per-person rate a candidate must reach, for the index's shortlist.
         bound = max_fmr if max_fpir is None else min(max_fmr or 1.0, max_fpir / max(1, searched))
@@ -764,7 +826,7 @@ class Gallery:
         if within is not None:  # a 1:1 verification against the given records
             chosen: list[str] | None = sorted(set(within))
         else:
-            shortlisted = self._shortlisted(probe, limit)
+            shortlisted = self._shortlisted(probe, limit, tables)
             if shortlisted is not None and not shortlisted:
                 return []
             chosen = None if shortlisted is None else _to_compare(shortlisted, len(probe),
@@ -776,7 +838,8 @@ class Gallery:
         for reference, impressions in gallery.items():
             best = None
             for impression, fingers in impressions.items():
-                fused = compare_fingers(probe, {p: t for p, (_, t) in fingers.items()})
+                fused = compare_fingers(probe, {p: t for p, (_, t) in fingers.items()},
+                                        tables)
                 if best is None or fused.evidence > best[1].evidence:
                     best = (impression, fused, fingers)
             assert best is not None

@@ -1,20 +1,22 @@
 """The gallery: enrolment (one person, or a bulk import followed by its progress),
-deletion, the data disclosable at step 2, and protections."""
+deletion, the data disclosable at step 2, protections, and the calibration tables that
+turn its scores into false match rates."""
 
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from lintas.biometrics.matching import Calibrations, MatchError
 from lintas.node.api.checks import FingerIn, finger_inputs
 from lintas.node.api.common import ERRORS, Context, NotFound
 from lintas.node.checks import PROTECTION_KINDS
-from lintas.node.gallery import MAX_LABEL, MAX_REFERENCE
+from lintas.node.gallery import MAX_LABEL, MAX_REFERENCE, Gallery, GalleryError
 from lintas.node.imports import MAX_ITEMS, ImportItem
 from lintas.node.samples import B64_MAX, decode_base64, samples
-from lintas.node.users import Principal
+from lintas.node.users import ROLES, Principal
 from lintas.policy import PURPOSES
 from lintas.policy.agreements import DATA_CATEGORIES
 
@@ -125,6 +127,26 @@ class ProtectionOut(BaseModel):
     created_at: datetime
 
 
+class CalibrationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    single: dict[str, Any] = Field(description="the single-view table, as "
+                                               "benchmarks/fingerprint.py --calibration-out "
+                                               "writes it")
+    phased: dict[str, Any] = Field(description="the phased table (--phase-calibration-out)")
+
+
+class CalibrationOut(BaseModel):
+    own: bool = Field(description="the node's own tables (false: the shipped ones)")
+    single: dict[str, Any]
+    phased: dict[str, Any]
+
+
+def _calibration_out(gallery: Gallery) -> CalibrationOut:
+    tables = gallery.calibrations().as_json()
+    return CalibrationOut(own=gallery.own_calibrations(), single=tables["single"],
+                          phased=tables["phased"])
+
+
 class Deleted(BaseModel):
     reference: str
     fingers_removed: int
@@ -135,6 +157,7 @@ def router(ctx: Context) -> APIRouter:
     services = ctx.services
     Admin = Annotated[Principal, ctx.allow("admin")]  # noqa: N806
     Protector = Annotated[Principal, ctx.allow("admin", "supervisor")]  # noqa: N806
+    Anyone = Annotated[Principal, ctx.allow(*ROLES)]  # noqa: N806
 
     @r.post("/persons", status_code=201, response_model=EnrolOut)
     async def enrol(req: EnrolIn, actor: Admin) -> EnrolOut:
@@ -199,6 +222,36 @@ def router(ctx: Context) -> APIRouter:
         added = await ctx.run(services.checks.protect, actor, reference, req.kind,
                               req.states, req.purposes, req.reason)
         return ProtectionOut.model_validate(added)
+
+    @r.get("/calibration", response_model=CalibrationOut)
+    async def calibration(actor: Anyone) -> CalibrationOut:
+        """The tables this node's searches read false match rates from: its own, or the
+        shipped ones (FVC2004's sensors)."""
+        return await ctx.run(_calibration_out, services.gallery)
+
+    @r.put("/calibration", response_model=CalibrationOut)
+    async def set_calibration(req: CalibrationIn, actor: Admin) -> CalibrationOut:
+        """Use the node's own tables, measured on its own sensors' impostors: both are
+        checked field by field before anything is stored (an error names the field), the
+        change is audited, and it applies from the next search on."""
+        def work() -> CalibrationOut:
+            try:
+                tables = Calibrations.from_json(req.model_dump())
+            except MatchError as exc:
+                raise GalleryError(str(exc)) from None
+            services.gallery.set_calibrations(tables, actor)
+            return _calibration_out(services.gallery)
+
+        return await ctx.run(work)
+
+    @r.delete("/calibration", response_model=CalibrationOut)
+    async def reset_calibration(actor: Admin) -> CalibrationOut:
+        """Go back to the shipped tables (audited)."""
+        def work() -> CalibrationOut:
+            services.gallery.set_calibrations(None, actor)
+            return _calibration_out(services.gallery)
+
+        return await ctx.run(work)
 
     @r.post("/imports", status_code=202, response_model=ImportOut)
     async def start_import(req: ImportIn, actor: Admin) -> ImportOut:

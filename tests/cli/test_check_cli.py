@@ -33,6 +33,8 @@ def test_agreement_and_document_check_from_the_command_line(
     terms_file.write_text(json.dumps(terms().as_json()))
     code, out = run(aus, "admin", "agreement", "propose", str(terms_file))
     assert code == 0 and "proposed" in out and "AUS asks IDN" in out
+    assert "a fingerprint hit at most 1,000 false hits per million searches" in \
+        " ".join(out.replace("│", " ").split())
     until(lambda: run(idn, "admin", "agreement", "list")[1], lambda o: "received" in o)
     code, out = run(idn, "admin", "agreement", "countersign", AGREEMENT)
     assert code == 0 and "active" in out

@@ -66,14 +66,15 @@ def pump(hub: HubFixture, *members: Member, rounds: int = 4) -> None:
                 m.checks.process()
 
 
-def terms(mode: str = "automatic", daily: int = 50, agreement_id: str = "AUS-IDN-2027-01"
-          ) -> Agreement:
+def terms(mode: str = "automatic", daily: int = 50, agreement_id: str = "AUS-IDN-2027-01",
+          false_hits_per_million: int = 1000) -> Agreement:
     today = utcnow().date()
     return Agreement(agreement_id, "Border checks", "AUS", "IDN", today - timedelta(days=1),
                      today + timedelta(days=365), (Direction(
                          "AUS", "IDN", ("border_control", "asylum"),
                          ("fingerprint_1n", "fingerprint_1to1", "document"), mode, 3, daily,
-                         daily * 10, ("name", "nationality", "date_of_birth"), 30),))
+                         daily * 10, ("name", "nationality", "date_of_birth"), 30,
+                         false_hits_per_million),))
 
 
 def agree(hub: HubFixture, aus: Member, idn: Member, agreement: Agreement) -> None:
@@ -179,6 +180,33 @@ def test_hit_partial_disclosure_retention_and_probe_destroyed(
         assert m.node.audit.verify().intact
         # The audit never holds biometric data: only the probe's digest.
         assert all("data" not in json.dumps(x.details) for x in m.node.audit.entries())
+
+
+def test_each_agreement_sets_the_rate_at_which_a_candidate_is_a_hit(
+        hub: HubFixture, enrolled: tuple[Member, Member], fvc2004: Path) -> None:
+    """Among IDN's three persons, 101's impression 7 matches at a search rate (FPIR) of
+    about 3·10⁻⁵ and impression 8 at about 6·10⁻³. The node's rule (1000 false hits per
+    million searches) reports the first only; an agreement at 10 per million neither,
+    one at 10,000 both."""
+    aus, idn = enrolled
+    rates = {"AUS-IDN-2027-01": 1000, "AUS-IDN-2027-02": 10, "AUS-IDN-2027-03": 10_000}
+    for agreement_id, hits in rates.items():
+        agree(hub, aus, idn, terms(agreement_id=agreement_id, false_hits_per_million=hits))
+    submitted = {(agreement_id, impression): aus.checks.submit(
+        OFFICER, "IDN", agreement_id, "border_control", "fingerprint_1n",
+        fingers=[(2, image(fvc2004, "101", impression))]).id
+        for agreement_id in rates for impression in (7, 8)}
+    pump(hub, aus, idn)
+    outcomes = {}
+    for (agreement_id, impression), check_id in submitted.items():
+        got = aus.checks.get(check_id)
+        assert got is not None
+        outcomes[agreement_id, impression] = got.outcome
+        for candidate in got.candidates:
+            assert candidate["fpir"] <= rates[agreement_id] / 1e6
+    assert outcomes == {("AUS-IDN-2027-01", 7): "hit", ("AUS-IDN-2027-01", 8): "no_hit",
+                        ("AUS-IDN-2027-02", 7): "no_hit", ("AUS-IDN-2027-02", 8): "no_hit",
+                        ("AUS-IDN-2027-03", 7): "hit", ("AUS-IDN-2027-03", 8): "hit"}
 
 
 def test_probe_bytes_leave_the_responders_files(

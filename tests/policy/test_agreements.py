@@ -125,12 +125,50 @@ def test_terms_rules_name_the_field(changes: dict[str, object], field: str) -> N
     ({"daily_quota": 0}, "directions[0].daily_quota"),
     ({"annual_quota": 1, "daily_quota": 5}, "directions[0].annual_quota"),
     ({"retention_days": -1}, "directions[0].retention_days"),
+    ({"false_hits_per_million": 0}, "directions[0].false_hits_per_million"),
+    ({"false_hits_per_million": 10_001}, "directions[0].false_hits_per_million"),
+    ({"false_hits_per_million": True}, "directions[0].false_hits_per_million"),
+    ({"false_hits_per_million": 0.5}, "directions[0].false_hits_per_million"),
 ])
 def test_direction_rules_name_the_field(changes: dict[str, object], field: str) -> None:
     d = replace(terms().directions[0], **changes)  # type: ignore[arg-type]
     with pytest.raises(AgreementError) as info:
         terms(directions=(d,))
     assert info.value.field == field
+
+
+def test_the_hit_rate_is_left_out_at_its_default_so_older_signatures_still_verify(
+        keys: dict[str, KeyPair]) -> None:
+    """Terms signed before `false_hits_per_million` existed have no such key; they
+    parse to the node's rule (1000 per million, FPIR 0.1 %) and their canonical bytes,
+    hence their signatures, are unchanged. Any other rate is part of the signed terms."""
+    d = directory(**keys)
+    plain = terms()
+    assert "false_hits_per_million" not in plain.as_json()["directions"][0]
+    assert plain.directions[0].false_hits_per_million == 1000
+    assert plain.directions[0].hit_fpir == 1e-3
+    before = {"v": 1, "id": "AUS-IDN-2027-01", "title": "Border checks", "proposer": "AUS",
+              "counterparty": "IDN", "valid_from": "2026-01-01", "valid_until": "2027-12-31",
+              "directions": [{"requester": "AUS", "responder": "IDN",
+                              "purposes": ["border_control"], "query_types": ["fingerprint_1n"],
+                              "response_mode": "automatic", "max_candidates": 5,
+                              "daily_quota": 100, "annual_quota": 10_000,
+                              "disclosure": ["name"], "retention_days": 30}]}
+    assert plain.canonical() == json.dumps(before, sort_keys=True,
+                                           separators=(",", ":")).encode()
+    strict = terms(directions=(replace(plain.directions[0], false_hits_per_million=10),))
+    assert strict.as_json()["directions"][0]["false_hits_per_million"] == 10
+    assert strict.directions[0].hit_fpir == 1e-5 and strict.digest() != plain.digest()
+    signed = countersign(verify(propose(strict, keys["AUS"], NOW).serialize(), d,
+                                require_countersigned=False), keys["IDN"], NOW)
+    assert verify(signed.serialize(), d).agreement == strict
+    # The default written out parses to the same terms (whose canonical form leaves it out).
+    doc = plain.as_json()
+    doc["directions"][0]["false_hits_per_million"] = 1000
+    assert Agreement.from_json(doc) == plain
+    with pytest.raises(AgreementError, match="false_hits_per_million"):
+        Agreement.from_json({**doc, "directions": [{**doc["directions"][0],
+                                                    "false_hits_per_million": "1000"}]})
 
 
 def test_from_json_names_the_field() -> None:

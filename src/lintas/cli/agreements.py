@@ -37,7 +37,9 @@ def show(a: dict[str, Any]) -> None:
                       f"{d['max_candidates']} candidates; quotas {d['daily_quota']}/day, "
                       f"{d['annual_quota']}/year; disclosure "
                       f"{', '.join(d['disclosure']) or 'none'}; retention "
-                      f"{d['retention_days']} days")
+                      f"{d['retention_days']} days; a fingerprint hit at most "
+                      f"{d.get('false_hits_per_million', 1000):,} false hits per million "
+                      "searches")
     console.print(table)
 
 

@@ -50,7 +50,7 @@ from lintas.node.models import (
 from lintas.node.runtime import Node
 from lintas.node.users import Principal, require_role
 from lintas.policy import PURPOSES, QUERY_TYPES
-from lintas.policy.agreements import DATA_CATEGORIES
+from lintas.policy.agreements import DATA_CATEGORIES, DEFAULT_FALSE_HITS_PER_MILLION
 from lintas.protocol import errors as e
 from lintas.protocol.envelope import OpenedMessage
 from lintas.protocol.members import is_member_code
@@ -61,8 +61,9 @@ log = logging.getLogger("lintas.node.checks")
 CHECK_LIFETIME = timedelta(days=1)
 # A candidate is reported when the search's false positive identification rate at its
 # score is at most this: about one search in a thousand for someone not enrolled turns
-# up a candidate (`Candidate.fpir`: the per-person FMR times the persons searched).
-HIT_FPIR = 1e-3
+# up a candidate (`Candidate.fpir`: the per-person FMR times the persons searched). An
+# agreement may set its own rate for a direction (`false_hits_per_million`).
+HIT_FPIR = DEFAULT_FALSE_HITS_PER_MILLION / 1_000_000
 ISO_FORMAT = "iso-19794-2:2011"
 PROTECTION_KINDS = ("refugee", "victim", "witness")
 
@@ -511,9 +512,11 @@ class Checks:
                 raise IllegalTransition("responder", row.state, "match")  # probe gone
             probe = json.loads(probe_row.probe)
             query_type, limit = row.query_type, row.max_candidates
+            agreement, partner = row.agreement, row.partner
+        hit_fpir = self._hit_fpir(agreement, partner)
         found: list[dict[str, Any]] | e.ProtocolError
         try:
-            found = self._search(query_type, limit, probe)
+            found = self._search(query_type, limit, probe, hit_fpir)
         except e.ProtocolError as exc:
             found = exc
         with node.db.session() as s:
@@ -547,9 +550,19 @@ class Checks:
                              "candidates": len(candidates), "withheld": withheld})
         self._after_destruction()
 
-    def _search(self, query_type: str, limit: int, probe: dict[str, Any]
-                ) -> list[dict[str, Any]]:
-        """Every candidate found, best first, before protections are applied."""
+    def _hit_fpir(self, agreement: str, partner: str) -> float:
+        """The search rate at which a candidate is a hit, as the agreement the check
+        came under sets it for this direction (`false_hits_per_million`); signed terms
+        never change, so it is the rate the check was admitted under."""
+        record = self.agreements.get(agreement)
+        direction = None if record is None else record.agreement.direction(
+            partner, self.node.member)
+        return HIT_FPIR if direction is None else direction.hit_fpir
+
+    def _search(self, query_type: str, limit: int, probe: dict[str, Any],
+                hit_fpir: float = HIT_FPIR) -> list[dict[str, Any]]:
+        """Every candidate found, best first, before protections are applied; a
+        fingerprint candidate only where its search rate is at most `hit_fpir`."""
         if query_type == "document":
             doc = probe["document"]
             try:
@@ -560,7 +573,7 @@ class Checks:
             return [{"status": found.status or ""}] if found.hit else []
         templates = self.gallery.probe_from_records(_records(probe))
         within = [probe["target"]["reference"]] if "target" in probe else None
-        results = self.gallery.search(templates, limit=limit, max_fpir=HIT_FPIR, within=within)
+        results = self.gallery.search(templates, limit=limit, max_fpir=hit_fpir, within=within)
         return [{"fmr": float(f"{c.fmr:.3g}"), "fpir": float(f"{c.fpir:.3g}"),
                  "reference": c.reference} for c in results]
 

@@ -13,7 +13,9 @@ agreement, and each node does when the document reaches it.
        "directions": [{"requester", "responder", "purposes": [...],
                        "query_types": [...], "response_mode", "max_candidates",
                        "daily_quota", "annual_quota", "disclosure": [...],
-                       "retention_days"}, ...]}         # one direction, or both
+                       "retention_days", "false_hits_per_million"?}, ...]}
+                                                        # one direction, or both
+    ("false_hits_per_million" is left out at its default, 1000)
     signature protected header: {"alg": "Ed25519", "kid", "typ": "lintas-agreement+jws",
                                  "member": <party>, "iat": <RFC 3339 time>}
 
@@ -73,6 +75,12 @@ STATUSES: tuple[str, ...] = ("active", "suspended", "terminated")
 MAX_CANDIDATES = 20
 MAX_QUOTA = 10_000_000
 MAX_RETENTION_DAYS = 3650
+# A fingerprint hit is a candidate whose false positive identification rate (FPIR: the
+# chance that a search for someone not enrolled turns up a candidate this strong) is at
+# most this many per million searches. A whole number, so that the canonical terms hold
+# no floating-point text; 1000 is the node's rule without an agreed one (FPIR 0.1 %).
+DEFAULT_FALSE_HITS_PER_MILLION = 1000
+MAX_FALSE_HITS_PER_MILLION = 10_000  # FPIR 1 %: looser would make most hits coincidences
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{2,63}")
 MAX_TITLE = 200
 MAX_REASON = 500
@@ -109,13 +117,25 @@ class Direction:
     annual_quota: int = 10_000
     disclosure: tuple[str, ...] = ()
     retention_days: int = 30
+    false_hits_per_million: int = DEFAULT_FALSE_HITS_PER_MILLION
+
+    @property
+    def hit_fpir(self) -> float:
+        """The search rate at which the responder reports a candidate as a hit: how
+        often a search for someone it has not enrolled may turn one up."""
+        return self.false_hits_per_million / 1_000_000
 
     def as_json(self) -> dict[str, Any]:
-        return {"requester": self.requester, "responder": self.responder,
-                "purposes": list(self.purposes), "query_types": list(self.query_types),
-                "response_mode": self.response_mode, "max_candidates": self.max_candidates,
-                "daily_quota": self.daily_quota, "annual_quota": self.annual_quota,
-                "disclosure": list(self.disclosure), "retention_days": self.retention_days}
+        doc = {"requester": self.requester, "responder": self.responder,
+               "purposes": list(self.purposes), "query_types": list(self.query_types),
+               "response_mode": self.response_mode, "max_candidates": self.max_candidates,
+               "daily_quota": self.daily_quota, "annual_quota": self.annual_quota,
+               "disclosure": list(self.disclosure), "retention_days": self.retention_days}
+        # Left out at its default, so that terms signed before the field existed keep
+        # their canonical bytes (and signatures).
+        if self.false_hits_per_million != DEFAULT_FALSE_HITS_PER_MILLION:
+            doc["false_hits_per_million"] = self.false_hits_per_million
+        return doc
 
 
 @dataclass(frozen=True)
@@ -228,14 +248,16 @@ def _direction(doc: object, where: str) -> Direction:
     p = where + "."
     _only(doc, where, {"requester", "responder", "purposes", "query_types", "response_mode",
                        "max_candidates", "daily_quota", "annual_quota", "disclosure",
-                       "retention_days"})
+                       "retention_days", "false_hits_per_million"})
+    hits = (_int(doc, "false_hits_per_million", p) if "false_hits_per_million" in doc
+            else DEFAULT_FALSE_HITS_PER_MILLION)
     return Direction(
         requester=_str(doc, "requester", p), responder=_str(doc, "responder", p),
         purposes=_list(doc, "purposes", p), query_types=_list(doc, "query_types", p),
         response_mode=_str(doc, "response_mode", p),
         max_candidates=_int(doc, "max_candidates", p), daily_quota=_int(doc, "daily_quota", p),
         annual_quota=_int(doc, "annual_quota", p), disclosure=_list(doc, "disclosure", p),
-        retention_days=_int(doc, "retention_days", p))
+        retention_days=_int(doc, "retention_days", p), false_hits_per_million=hits)
 
 
 def _choices(values: Sequence[str], allowed: tuple[str, ...], name: str,
@@ -287,6 +309,12 @@ def check_terms(a: Agreement) -> None:
                                  f"to {MAX_QUOTA}")
         if not 0 <= d.retention_days <= MAX_RETENTION_DAYS:
             raise AgreementError(p + "retention_days", f"from 0 to {MAX_RETENTION_DAYS}")
+        if isinstance(d.false_hits_per_million, bool) or \
+                not isinstance(d.false_hits_per_million, int) or \
+                not 1 <= d.false_hits_per_million <= MAX_FALSE_HITS_PER_MILLION:
+            raise AgreementError(p + "false_hits_per_million",
+                                 f"a whole number from 1 to {MAX_FALSE_HITS_PER_MILLION:,} "
+                                 f"(default {DEFAULT_FALSE_HITS_PER_MILLION:,}: FPIR 0.1 %)")
     if not a.directions:
         raise AgreementError("directions", "a list of one or two directions")
 

@@ -31,7 +31,9 @@ The same figures for NIST Bozorth3 on view 0's MINDTCT minutiae are the baseline
 `lintas.biometrics` ships as calibration.json and calibration-phases.json), each with the
 power-law tail when the run has at least 2,000 (matching.Tail: the rates too rare to
 count, beyond the first threshold that at most 10 impostors reach; its slope fitted on
-the 200 highest impostor scores).
+the 200 highest impostor scores), built by `matching.calibrate` as `lintas gallery
+calibration measure` builds a node's own. With fewer than 100 impostor comparisons no
+table is written, and the run ends with status 1 after its table and JSON.
 
 1:N search at each --sizes N (lintas.biometrics.index): the gallery holds the first
 impression of every real finger of the run plus SYNTHETIC background fingers up to N,
@@ -296,41 +298,14 @@ def table(results: dict[str, dict], ppis: dict[str, float]) -> str:
 
 
 def calibration_table(impostors: list[float], source: str) -> dict[str, Any]:
-    # Raw scores span decades: the relaxation (8 rounds keeping 30 % each) shrinks an
-    # unsupported pair by 0.3 ** 8, so impostors score about 3e-5 (median) to 4e-4
-    # (the highest of 11,520) and mates 1e-4 to 1. The grid is geometric, 50 steps a
-    # decade from 1e-7 to 1, so that every rate the impostors resolve has its own
-    # threshold. (Until 2026-12-07 it ran in steps of 0.0002 from 0, set before the
-    # relaxation was tuned: FMR 1 %, 0.1 % and 0.01 % all fell on the first step.)
-    grid = np.concatenate([[0.0], np.geomspace(1e-7, 1.0, 7 * 50 + 1)])
-    thresholds = [float(f"{t:.4g}") for t in grid]
-    fmrs = evaluation.fmr_table(impostors, thresholds)
-    table: dict[str, Any] = {"source": source, "impostors": len(impostors),
-                             "thresholds": thresholds, "fmrs": fmrs}
-    if len(impostors) >= TAIL_MIN_IMPOSTORS:
-        _, alpha, alpha_low = evaluation.pareto_tail(impostors, TAIL_FITTED)
-        if alpha_low > 0:
-            # The table's counts hold down to its first threshold that at most
-            # TAIL_COUNTED impostors reach; the tail takes over there, at that counted
-            # rate, so the rate is continuous.
-            limit = TAIL_COUNTED / len(impostors)
-            at = next(i for i, rate in enumerate(fmrs) if 0 < rate <= limit)
-            start, anchor = thresholds[at], fmrs[at]
-            table["tail"] = {"score": start, "fmr": anchor, "alpha": alpha_low,
-                             "alpha_fitted": alpha, "fitted": TAIL_FITTED,
-                             "counted": TAIL_COUNTED, "floor": TAIL_FLOOR}
+    """`matching.calibrate`'s table, with two more figures for the record: the tail's
+    slope as fitted (before it is lowered) and how many impostors the counts stop at."""
+    table = matching.calibrate(impostors, source).as_json()
+    if "tail" in table:
+        _, alpha, _ = evaluation.pareto_tail(impostors, matching.TAIL_FITTED)
+        table["tail"] = {**table["tail"], "alpha_fitted": alpha,
+                         "counted": matching.TAIL_COUNTED}
     return table
-
-
-# The power-law tail of the impostor scores (matching.Tail, docs/biometrics.md "Rare
-# rates"): its slope fitted on the 200 highest of at least 2,000 impostor scores (1.7 %
-# of the 11,520 of the FVC2004 B sets); the table's counts used down to the first
-# threshold that at most 10 impostors reach (so that FMR 0.1 % is counted, on 11,520),
-# the tail beyond; and no comparison claimed rarer than 1e-10.
-TAIL_FITTED = 200
-TAIL_COUNTED = 10
-TAIL_MIN_IMPOSTORS = 2_000
-TAIL_FLOOR = 1e-10
 
 
 def synthetic_finger(source: matching.MatchTemplate,
@@ -574,15 +549,24 @@ def main() -> None:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
         progress(f"wrote {args.json}")
     names = ", ".join(name for name, _, _ in found)
-    for out, matcher, what in ((args.calibration_out, "ours/1", "MINDTCT minutiae (view 0)"),
-                               (args.phase_calibration_out, "ours",
-                                "MINDTCT minutiae at four grid phases, mean score")):
+    refused = []
+    for out, option, matcher, what in (
+            (args.calibration_out, "--calibration-out", "ours/1", "MINDTCT minutiae (view 0)"),
+            (args.phase_calibration_out, "--phase-calibration-out", "ours",
+             "MINDTCT minutiae at four grid phases, mean score")):
         if out:
             impostors = every_impostor[matcher]
             source = (f"all impostors protocol on {names} ({root.name}), {what}, "
                       f"{len(impostors)} impostor comparisons")
-            out.write_text(json.dumps(calibration_table(impostors, source)) + "\n")
+            try:
+                calibrated = calibration_table(impostors, source)
+            except matching.MatchError as exc:
+                refused.append(f"{option}: {exc}; {out} not written")
+                continue
+            out.write_text(json.dumps(calibrated) + "\n")
             progress(f"wrote {out}")
+    if refused:  # after the table and the JSON, which stand
+        raise SystemExit("\n".join(refused))
 
 
 if __name__ == "__main__":

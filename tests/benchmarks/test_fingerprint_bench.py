@@ -70,7 +70,14 @@ def test_table_and_json_on_real_prints(fvc_sample: Path, tmp_path: Path) -> None
     result = run("--data", str(fvc_sample), "--sizes", "300", "--probes", "6",
                  "--exhaustive-probes", "4", "--exhaustive-from", "2", "--json", str(out),
                  "--calibration-out", str(single), "--phase-calibration-out", str(phased))
-    assert result.returncode == 0, result.stderr
+    # 3 x 3 prints give 27 impostor comparisons: too few for a calibration table (100),
+    # so both are refused by name after the table and the JSON, which stand.
+    assert result.returncode == 1, result.stderr
+    for option, path in (("--calibration-out", single), ("--phase-calibration-out", phased)):
+        assert (f"{option}: impostors: 27 comparisons; a table needs at least 100; {path} "
+                "not written") in result.stderr
+        assert not path.exists()
+    assert "Traceback" not in result.stderr
     assert "DB1_B" in result.stdout and "Bozorth3" in result.stdout
     assert "ours/1" in result.stdout  # view 0 alone, beside the phased comparison
     assert "SYNTHETIC" in result.stdout  # the table says which figures are synthetic
@@ -90,14 +97,8 @@ def test_table_and_json_on_real_prints(fvc_sample: Path, tmp_path: Path) -> None
     assert search["exhaustive_probes"] == 4 and search["exhaustive_from"] == 2  # probes 2-5
     assert 0 < search["bytes_per_finger"] <= 1024
     assert search["p50_ms"] <= search["p99_ms"]
-    # Four extractions cost more than one; the calibration tables are the two matchers'.
+    # Four extractions cost more than one.
     assert figures["macro"]["extract_ms"] > figures["single_view"]["macro"]["extract_ms"]
-    for path, what in ((single, "(view 0)"), (phased, "four grid phases")):
-        table = json.loads(path.read_text())
-        assert what in table["source"] and table["impostors"] == 27  # 3 x 3 prints
-        assert len(table["thresholds"]) == len(table["fmrs"]) > 300
-        assert table["fmrs"][0] == 1.0 and table["fmrs"] == sorted(table["fmrs"], reverse=True)
-        assert "tail" not in table  # 27 impostors are too few to fit one (2,000 needed)
 
 
 def test_synthetic_fingers_are_not_mates_of_their_source(fvc2004: Path) -> None:

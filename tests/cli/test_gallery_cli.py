@@ -250,3 +250,41 @@ def test_a_node_sets_shows_and_resets_its_own_calibration(node: Path, tmp_path: 
     assert all(e.actor.startswith("cli:") for e in audit.entries())
     code, out = run("audit", "verify", node=node)
     assert code == 0, out
+
+
+def test_a_node_measures_its_own_calibration_on_its_sensors_prints(
+        node: Path, tmp_path: Path, fvc2004: Path) -> None:
+    """DB3_B as a node's own sensor (80 images, 2,880 impostor comparisons): the tables
+    are measured, written and set in one command. DB3's thermal sweep sensor has a
+    heavier impostor tail than the four sensors pooled (docs/biometrics.md, *Rare
+    rates*), so its own threshold for a rare rate lies higher than the shipped one."""
+    import json
+
+    from lintas.biometrics.matching import calibration, calibration_from_json
+
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "DB3_B").symlink_to(fvc2004 / "DB3_B")
+    code, out = run("gallery", "calibration", "measure", str(own), "--ppi", "DB3_B=oops",
+                    node=node)
+    assert code == 2 and "--ppi: 'DB3_B=oops' is not N or SET=N" in out
+    code, out = run("gallery", "calibration", "measure", str(tmp_path), node=node)
+    assert code == 2 and "no images named <finger>_<impression>" in " ".join(out.split())
+
+    single, phased = tmp_path / "single.json", tmp_path / "phased.json"
+    code, out = run("gallery", "calibration", "measure", str(own), "--ppi", "DB3_B=512",
+                    "--single-out", str(single), "--phased-out", str(phased), "--set",
+                    node=node)
+    assert code == 0, out
+    flat = " ".join(out.split())
+    assert "80 images, 0 not used; 2,880 impostor and 280 genuine comparisons" in flat
+    assert "FNMR" in flat and "at FMR 0.1% (phases)" in flat
+    assert "calibration set" in flat and "no fitted tail" not in flat
+    tables = {name: calibration_from_json(json.loads(path.read_text()))
+              for name, path in (("single", single), ("phased", phased))}
+    assert tables["phased"].tail is not None and tables["phased"].impostors == 2880
+    assert tables["phased"].threshold(1e-6) > 1.5 * calibration(phased=True).threshold(1e-6)
+    code, out = run("gallery", "calibration", "show", "--json", node=node)
+    assert json.loads(out)["phased"] == tables["phased"].as_json()
+    code, out = run("gallery", "calibration", "show", node=node)
+    assert "this node's own calibration" in out and "DB3_B (own)" in out

@@ -269,9 +269,14 @@ def test_the_responders_own_calibration_decides_its_hits(
         return str(check["state"])
 
     assert outcome() == "hit"
-    blind = {name: {**table, "source": f"a blind sensor, {name}", "tail": None,
-                    "fmrs": [1.0] * len(table["fmrs"])}
+    blind = {name: {**table, "source": f"a blind sensor, {name}",
+                    "fmrs": [1.0] * len(table["fmrs"]),
+                    "tail": {**table["tail"], "fmr": 1.0, "floor": 1.0}}
              for name, table in shipped.items() if name != "own"}
+    no_tail = {**blind, "single": {**blind["single"], "tail": None}}
+    r = idn.call("admin", "PUT", "/api/v1/gallery/calibration", json=no_tail)
+    assert r.status_code == 400 and r.json()["error"]["message"].startswith(
+        "single: no fitted tail. Counted on 11,520 impostor comparisons")
     bad = {**blind, "phased": {**blind["phased"], "fmrs": [1.0, 2.0]}}
     r = idn.call("admin", "PUT", "/api/v1/gallery/calibration", json=bad)
     assert r.status_code == 400 and r.json()["error"]["message"] == \

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from lintas.biometrics import mcc
+from lintas.biometrics import evaluation, mcc
 from lintas.biometrics.minutiae import FingerView
 
 
@@ -341,6 +341,47 @@ def calibration_from_json(data: object, name: str = "calibration") -> Calibratio
         floor = _number(t["floor"], f"{name}.tail.floor", 1e-15, rate)
         tail = Tail(score, rate, alpha, fitted, floor)
     return Calibration(tuple(ts), tuple(rs), impostors, source, tail)
+
+
+# How `calibrate` builds a table (docs/biometrics.md, *Calibration* and *Rare rates*).
+# Raw scores span decades: the relaxation (8 rounds keeping 30 % each) shrinks an
+# unsupported pair by 0.3 ** 8, so impostors score about 3e-5 (median) to 4e-4 (the
+# highest of FVC2004's 11,520) and mates 1e-4 to 1. The grid is geometric, 50 steps a
+# decade from 1e-7 to 1, so that every rate the impostors resolve has its own threshold.
+GRID = tuple(float(f"{t:.4g}") for t in
+             np.concatenate([[0.0], np.geomspace(1e-7, 1.0, 7 * 50 + 1)]))
+# The power-law tail: its slope fitted on the TAIL_FITTED highest of at least
+# TAIL_MIN_IMPOSTORS impostor scores; the counts used down to the first threshold that
+# at most TAIL_COUNTED impostors reach (so FMR 0.1 % is counted on 11,520), the tail
+# beyond; and no comparison claimed rarer than TAIL_FLOOR.
+TAIL_FITTED = 200
+TAIL_COUNTED = 10
+TAIL_MIN_IMPOSTORS = 2_000
+TAIL_FLOOR = 1e-10
+
+
+def calibrate(impostors: Sequence[float], source: str) -> Calibration:
+    """The calibration table of a matcher from its impostor scores (all impostors
+    protocol): the FMR counted at every threshold of GRID and, from TAIL_MIN_IMPOSTORS
+    scores up, a power-law tail for the rates too rare to count (its slope Hill's
+    estimate lowered by two standard errors, `evaluation.pareto_tail`)."""
+    scores = [float(v) for v in impostors]
+    if len(scores) < MIN_IMPOSTORS:
+        raise MatchError(f"impostors: {len(scores)} comparisons; a table needs at least "
+                         f"{MIN_IMPOSTORS}")
+    fmrs = evaluation.fmr_table(scores, GRID)
+    tail = None
+    if len(scores) >= TAIL_MIN_IMPOSTORS:
+        _, _, alpha = evaluation.pareto_tail(scores, TAIL_FITTED)
+        if alpha > 0:
+            # The counts hold down to the first threshold that at most TAIL_COUNTED
+            # impostors reach; the tail takes over there, at that counted rate, so the
+            # rate is continuous.
+            limit = TAIL_COUNTED / len(scores)
+            at = next(i for i, rate in enumerate(fmrs) if 0 < rate <= limit)
+            tail = Tail(GRID[at], fmrs[at], alpha, TAIL_FITTED, TAIL_FLOOR)
+    return calibration_from_json(
+        Calibration(GRID, tuple(fmrs), len(scores), source, tail).as_json(), "calibration")
 
 
 @cache

@@ -290,6 +290,14 @@ class Gallery:
         """Make `tables` the node's calibration (None: back to the shipped tables), for
         every search from now on. Admins only; audited in the same transaction."""
         require_role(actor, "admin", to="change the gallery's calibration")
+        for name, table in (() if tables is None else
+                            (("single", tables.single), ("phased", tables.phased))):
+            if table.tail is None:
+                raise GalleryError(
+                    f"{name}: no fitted tail. Counted on {table.impostors:,} impostor "
+                    f"comparisons, it claims no rate below 1/{table.impostors:,}, while a "
+                    "search needs rates as rare as 0.1 % divided by the persons searched; "
+                    "measure on at least 2,000 impostor comparisons")
         with self.db.session() as s:
             row = s.get(Setting, CALIBRATION_SETTING)
             if tables is None:

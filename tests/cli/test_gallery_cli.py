@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 from pathlib import Path
 
@@ -288,3 +289,33 @@ def test_a_node_measures_its_own_calibration_on_its_sensors_prints(
     assert json.loads(out)["phased"] == tables["phased"].as_json()
     code, out = run("gallery", "calibration", "show", node=node)
     assert "this node's own calibration" in out and "DB3_B (own)" in out
+
+
+def test_explain_draws_a_probe_beside_the_enrolled_finger(node: Path, tmp_path: Path,
+                                                          fvc2004: Path) -> None:
+    from PIL import Image
+
+    folder = fvc2004 / "DB3_B"
+    code, out = run("gallery", "enrol-folder", str(folder), "--ppi", "512",
+                    "--pattern", "10[12]_[12].tif", node=node)
+    assert code == 0, out
+    drawing = tmp_path / "review.png"
+    code, out = run("gallery", "explain", str(folder / "101_3.tif"), "101", "--ppi", "512",
+                    "--out", str(drawing), node=node)
+    assert code == 0, out
+    flat = " ".join(out.split())
+    assert "101, finger 1 (right thumb), impression" in flat and f"wrote {drawing}" in flat
+    shares = [int(cell) for cell in re.findall(r"│ (\d+)% +│", out)]
+    assert len(shares) >= 4 and 95 <= sum(shares) <= 105  # each pair's share of the score
+    png = Image.open(drawing)
+    assert png.format == "PNG" and png.width > 2 * 300  # probe image + reference panel
+
+    for args, message in (
+            (("101_3.tif", "999"), "REFERENCE: no person '999' in the gallery"),
+            (("101_3.tif", "101", "--position", "2"),
+             "--position: 101 has no finger 2 (right index) enrolled"),
+    ):
+        code, out = run("gallery", "explain", str(folder / args[0]), *args[1:], "--ppi",
+                        "512", "--out", str(tmp_path / "x.png"), node=node)
+        assert code == 2 and message in " ".join(out.split()), out
+    assert not (tmp_path / "x.png").exists()

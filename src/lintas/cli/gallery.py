@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from collections import defaultdict
 from collections.abc import Callable
@@ -654,6 +655,86 @@ def calibration_reset(data_dir: DataDir = DEFAULT_DIR, db: DbOpt = None) -> None
 
     _open(data_dir, db).set_calibrations(None, local_operator())
     console.print("[green]calibration reset[/] to the shipped tables")
+
+
+@app.command()
+@friendly
+@_gallery_errors
+def explain(
+    image: Annotated[Path, typer.Argument(
+        exists=True, dir_okay=False, metavar="IMAGE", help="The probe image of one finger.")],
+    reference: Annotated[str, typer.Argument(
+        metavar="REFERENCE", help="The enrolled person to compare it with.")],
+    out: Annotated[Path, typer.Option(
+        "--out", dir_okay=False, help="Where to write the side-by-side drawing (PNG).")],
+    position: Annotated[int, typer.Option(
+        "--position", min=1, max=10, help="The probe's finger position.")] = 1,
+    ppi: Ppi = None,
+    data_dir: DataDir = DEFAULT_DIR,
+    db: DbOpt = None,
+) -> None:
+    """Draw a probe beside an enrolled person's finger, with the minutiae that pair up.
+
+    The probe is compared with each enrolled impression of that finger, as a search
+    would; the best is drawn beside it (its minutiae only: images are never stored),
+    with a line for each pair of minutiae that make the score, and the pairs are listed.
+
+    Example: lintas gallery explain probe.png ID-123 --position 2 --out review.png
+    """
+    from lintas.biometrics.images import load_image
+    from lintas.biometrics.matching import prepare
+    from lintas.biometrics.render import side_by_side
+    from lintas.node.gallery import finger_name
+
+    gallery = _open(data_dir, db)
+    person = gallery.get(reference)
+    if person is None:
+        _error(f"REFERENCE: no person {reference!r} in the gallery")
+    if not any(f.position == position for f in person.fingers):
+        enrolled = sorted({finger_name(f.position) for f in person.fingers})
+        _error(f"--position: {reference} has no {finger_name(position)} enrolled "
+               f"(enrolled: {', '.join(enrolled)})")
+    try:
+        sample = load_image(image.read_bytes(), ppi)
+    except ValueError as exc:
+        _error(f"IMAGE {image}: {exc}")
+    probe, rejected = gallery.prepare_probe([(position, sample)])
+    if not probe:
+        _error(f"IMAGE {image}: {rejected[0].reason}")
+    (candidate,) = gallery.search(probe, limit=1, within=[reference])
+    scored = candidate.fingers[position]
+    stored = gallery.stored_template(scored.finger_id)
+    comparison = scored.comparison
+    caption = (f"{image.name} | {reference}, {finger_name(position)}, impression "
+               f"{scored.impression} | score {comparison.score:.3g}, FMR "
+               f"{comparison.fmr:.2g}, {len(comparison.pairs)} pairs")
+    png = side_by_side(probe[position][0], prepare(stored.views[0]), comparison,
+                       sample.pixels, (stored.width, stored.height), caption)
+    probe_view, reference_view = probe[position][0], stored.views[0]
+    order = probe_view.index.argsort()
+    table = Table("#", "probe minutia (x, y, angle)", "reference minutia (x, y, angle)",
+                  "share", title=caption)
+    total = sum(p.contribution for p in comparison.pairs) or 1.0
+    for n, pair in enumerate(sorted(comparison.pairs, key=lambda p: -p.contribution), 1):
+        row = order[pair.probe_index]
+        px, py = probe_view.x[row], -probe_view.y[row]
+        angle = math.degrees(probe_view.theta[row]) % 360
+        m = reference_view.minutiae[pair.reference_index]
+        table.add_row(str(n), f"{px:.0f}, {py:.0f}, {angle:.0f}°",
+                      f"{m.x}, {m.y}, {m.angle:.0f}°", f"{pair.contribution / total:.0%}")
+    console.print(table)
+    _write_bytes(out, png)
+    console.print(f"wrote {out}")
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        _error(f"--out {path}: cannot write ({exc.strerror})")
 
 
 def _when(moment: Any) -> str:

@@ -684,6 +684,16 @@ class Gallery:
 
     # --- reading ----------------------------------------------------------------------
 
+    def stored_template(self, finger_id: int) -> MinutiaeTemplate:
+        """An enrolled impression's template as stored (its views at 500 ppi, view 0
+        first: the minutiae a comparison's explanation indexes into)."""
+        with self.db.session() as s:
+            record = s.scalar(select(GalleryFinger.template)
+                              .where(GalleryFinger.id == finger_id))
+        if record is None:
+            raise GalleryError(f"finger: no enrolled impression {finger_id}")
+        return formats.read(record, TEMPLATE_FORMAT)
+
     def get(self, reference: str) -> PersonRecord | None:
         _check_reference(reference)
         with self.db.session() as s:

@@ -27,7 +27,7 @@ def run(api: Api, role: str, *args: str) -> tuple[int, str]:
 
 
 def test_agreement_and_document_check_from_the_command_line(
-        apis: tuple[Api, Api], tmp_path: Path) -> None:
+        apis: tuple[Api, Api], tmp_path: Path, fvc2004: Path) -> None:
     aus, idn = apis
     terms_file = tmp_path / "terms.json"
     terms_file.write_text(json.dumps(terms().as_json()))
@@ -50,8 +50,15 @@ def test_agreement_and_document_check_from_the_command_line(
                     "--wait", "60")
     assert code == 0 and "sent" in out, out
     assert re.search(r"state\s+│ hit", out) and re.search(r"outcome\s+│ hit", out), out
+    assert "hit at" not in out  # a document check has no score
+    # A fingerprint check (IDN has enrolled no one): a no-hit, and the rate a hit needed.
+    code, out = run(aus, "officer", "check", "submit", "--partner", "IDN", "--agreement",
+                    AGREEMENT, "--purpose", "border_control", "--finger",
+                    f"2={fvc2004 / 'DB3_B' / '101_3.tif'}", "--ppi", "512", "--wait", "60")
+    assert code == 0 and re.search(r"outcome\s+│ no_hit", out), out
+    assert re.search(r"hit at\s+│ FPIR ≤ 0.001 \(as agreed", out), out
     code, out = run(aus, "officer", "check", "list", "--side", "requester")
-    assert code == 0 and "document" in out and "1 checks" in out
+    assert code == 0 and "document" in out and "2 checks" in out
     # An officer may not answer step 2 nor change agreements: the node's refusal, one line.
     code, out = run(aus, "officer", "agreement", "suspend", AGREEMENT, "--reason", "x")
     assert code == 2 and "forbidden" in out and "Traceback" not in out

@@ -202,6 +202,9 @@ def test_each_agreement_sets_the_rate_at_which_a_candidate_is_a_hit(
         got = aus.checks.get(check_id)
         assert got is not None
         outcomes[agreement_id, impression] = got.outcome
+        assert got.hit_fpir == rates[agreement_id] / 1e6  # the officer sees the rate
+        responder = idn.checks.get(check_id)
+        assert responder is not None and responder.hit_fpir == got.hit_fpir
         for candidate in got.candidates:
             assert candidate["fpir"] <= rates[agreement_id] / 1e6
     assert outcomes == {("AUS-IDN-2027-01", 7): "hit", ("AUS-IDN-2027-01", 8): "no_hit",
@@ -277,6 +280,7 @@ def test_document_check_by_mrz_and_number(hub: HubFixture, pair: tuple[Member, M
     pump(hub, aus, idn)
     assert aus.checks.get(hit.id).outcome == "hit"  # type: ignore[union-attr]
     assert aus.checks.get(miss.id).outcome == "no_hit"  # type: ignore[union-attr]
+    assert aus.checks.get(hit.id).hit_fpir is None  # type: ignore[union-attr]  # no score
     bad = TD3[:-1] + "9"
     with pytest.raises(CheckError, match=r"document\.mrz"):
         aus.checks.submit(OFFICER, "IDN", "AUS-IDN-2027-01", "border_control", "document",

@@ -44,6 +44,9 @@ def show(check: dict[str, Any]) -> None:
                 "decision", "created_at", "deadline", "retain_until"):
         if check.get(key) is not None:
             table.add_row(key, str(check[key]))
+    if check.get("hit_fpir") is not None:
+        table.add_row("hit at", f"FPIR ≤ {check['hit_fpir']:g} (as agreed: a search for "
+                                f"someone not enrolled turns up a candidate that rarely)")
     if check.get("error"):
         table.add_row("error", f"{check['error']['code']}: {check['error']['message']}")
     for c in check.get("candidates") or []:

@@ -43,6 +43,7 @@ from lintas.node.models import (
     Check,
     CheckProbe,
     GalleryPerson,
+    NodeAgreement,
     OutboxMessage,
     PersonData,
     Protection,
@@ -50,7 +51,12 @@ from lintas.node.models import (
 from lintas.node.runtime import Node
 from lintas.node.users import Principal, require_role
 from lintas.policy import PURPOSES, QUERY_TYPES
-from lintas.policy.agreements import DATA_CATEGORIES, DEFAULT_FALSE_HITS_PER_MILLION
+from lintas.policy.agreements import (
+    DATA_CATEGORIES,
+    DEFAULT_FALSE_HITS_PER_MILLION,
+    Agreement,
+    terms_of,
+)
 from lintas.protocol import errors as e
 from lintas.protocol.envelope import OpenedMessage
 from lintas.protocol.members import is_member_code
@@ -118,9 +124,27 @@ class CheckView:
     decision: str | None
     disclosed: dict[str, str] | None
     retain_until: datetime | None
+    # Fingerprint checks: the search rate at which the responder reports a candidate, as
+    # the agreement sets it for this direction (None: a document check, or terms gone).
+    hit_fpir: float | None = None
 
 
-def _view(row: Check) -> CheckView:
+def _hit_fpir(s: Session, row: Check, known: dict[str, Agreement | None]) -> float | None:
+    if not row.query_type.startswith("fingerprint"):
+        return None
+    if row.agreement not in known:
+        stored = s.get(NodeAgreement, row.agreement)
+        known[row.agreement] = None if stored is None else terms_of(stored.document)
+    agreement = known[row.agreement]
+    for d in () if agreement is None else agreement.directions:
+        if (d.responder if row.side == "requester" else d.requester) == row.partner:
+            return d.hit_fpir
+    return None
+
+
+def _view(row: Check, s: Session, known: dict[str, Agreement | None] | None = None
+          ) -> CheckView:
+    """The check as its readers see it (`known`: agreements already read, by id)."""
     candidates = json.loads(row.candidates)
     return CheckView(
         row.id, row.side, row.partner, row.agreement, row.purpose, row.query_type, row.state,
@@ -129,7 +153,8 @@ def _view(row: Check) -> CheckView:
         {"code": row.error_code, "message": row.error_message or ""} if row.error_code else None,
         candidates,
         json.loads(row.disclosure_request) if row.disclosure_request else None,
-        row.decision, json.loads(row.disclosed) if row.disclosed else None, row.retain_until)
+        row.decision, json.loads(row.disclosed) if row.disclosed else None, row.retain_until,
+        _hit_fpir(s, row, {} if known is None else known))
 
 
 def probe_digest(probe: Mapping[str, Any]) -> str:
@@ -153,7 +178,7 @@ class Checks:
     def get(self, check_id: str) -> CheckView | None:
         with self.node.db.session() as s:
             row = s.get(Check, check_id)
-            return _view(row) if row is not None else None
+            return _view(row, s) if row is not None else None
 
     def recent(self, side: str | None = None, state: str | None = None,
                limit: int = 50) -> list[CheckView]:
@@ -163,7 +188,8 @@ class Checks:
                 q = q.where(Check.side == side)
             if state:
                 q = q.where(Check.state == state)
-            return [_view(r) for r in s.scalars(q)]
+            known: dict[str, Agreement | None] = {}
+            return [_view(r, s, known) for r in s.scalars(q)]
 
     # --- requester --------------------------------------------------------------------
 
@@ -274,7 +300,7 @@ class Checks:
                              {"check": check_id, **request}, agreement=row.agreement)
             self._audit(s, actor, "check.disclosure_request", "sent", row, [msg],
                         {"candidate": candidate, "categories": ",".join(cats)})
-            return _view(row)
+            return _view(row, s)
 
     def cancel(self, actor: Principal, check_id: str, reason: str) -> CheckView:
         require_role(actor, "officer", "supervisor", to="cancel checks")
@@ -288,7 +314,7 @@ class Checks:
                              {"check": check_id, "reason": reason.strip()[:2000]},
                              agreement=row.agreement)
             self._audit(s, actor, "check.cancel", "sent", row, [msg], {"reason": reason})
-            return _view(row)
+            return _view(row, s)
 
     def close(self, actor: Principal, check_id: str) -> CheckView:
         require_role(actor, "officer", "supervisor", to="close checks")
@@ -296,7 +322,7 @@ class Checks:
             row = self._row(s, check_id, None)
             self._move(row, REQUESTER if row.side == "requester" else RESPONDER, "close")
             self._audit(s, actor, "check.close", "closed", row, [], {})
-            return _view(row)
+            return _view(row, s)
 
     # --- responder: officer actions ---------------------------------------------------
 
@@ -361,7 +387,7 @@ class Checks:
             self._audit(s, actor, "check.disclosure_decision", decision, row, [msg],
                         {"candidate": request["candidate"], "categories": ",".join(approved),
                          "reference": reference})
-            return _view(row)
+            return _view(row, s)
 
     # --- protections and disclosable data -----------------------------------------------
 

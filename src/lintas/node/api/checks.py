@@ -76,6 +76,9 @@ class CheckOut(BaseModel):
     decision: str | None
     disclosed: dict[str, str] | None
     retain_until: datetime | None
+    hit_fpir: float | None = Field(
+        None, description="fingerprint checks: the search rate at or below which the "
+                          "responder reports a candidate, as the agreement sets it")
 
 
 class DisclosureRequestIn(BaseModel):

@@ -269,6 +269,8 @@ def test_a_node_measures_its_own_calibration_on_its_sensors_prints(
     code, out = run("gallery", "calibration", "measure", str(own), "--ppi", "DB3_B=oops",
                     node=node)
     assert code == 2 and "--ppi: 'DB3_B=oops' is not N or SET=N" in out
+    code, out = run("gallery", "calibration", "measure", str(own), "--ppi", "20", node=node)
+    assert code == 2 and "--ppi: '20': a resolution of 250..2000 ppi" in out
     code, out = run("gallery", "calibration", "measure", str(tmp_path), node=node)
     assert code == 2 and "no images named <finger>_<impression>" in " ".join(out.split())
 

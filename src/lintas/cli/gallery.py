@@ -517,6 +517,8 @@ def _show_tables(tables: Any) -> None:
 
 def _ppi_of(values: list[str]) -> Callable[[str], float | None]:
     """--ppi values, "N" for every set or "SET=N" for one, as a function of the set."""
+    from lintas.biometrics.images import MAX_PPI, MIN_PPI
+
     default: float | None = None
     by_set: dict[str, float] = {}
     for value in values:
@@ -525,6 +527,8 @@ def _ppi_of(values: list[str]) -> Callable[[str], float | None]:
             ppi = float(number)
         except ValueError:
             _error(f"--ppi: {value!r} is not N or SET=N (e.g. 500 or DB3_B=512)")
+        if not MIN_PPI <= ppi <= MAX_PPI:
+            _error(f"--ppi: {value!r}: a resolution of {MIN_PPI:.0f}..{MAX_PPI:.0f} ppi")
         if name:
             by_set[name] = ppi
         else:

@@ -4,6 +4,7 @@ keep templates, never images), every minutia as a dot with a tick along its dire
 and a line joining each pair of minutiae that make the score, the stronger pairs
 brighter and wider. Pillow draws it; the result is PNG bytes.
 
+    minutiae_of(template) -> x, y (image coordinates), theta, in `prepare` order
     side_by_side(probe, reference, comparison, probe_pixels=None,
                  reference_size=None, caption="") -> bytes
 """
@@ -28,7 +29,7 @@ PAIRED = (0, 170, 0)
 MAX_SIDE = 4096  # pixels: a panel larger than this is refused (not a fingerprint)
 
 
-def _points(template: MatchTemplate) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def minutiae_of(template: MatchTemplate) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The minutiae in the order given to `prepare` (x, y in image coordinates, y down;
     theta in radians, counter-clockwise)."""
     order = np.argsort(template.index)
@@ -38,7 +39,7 @@ def _points(template: MatchTemplate) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def _panel(template: MatchTemplate, pixels: np.ndarray | None,
            size: tuple[int, int] | None) -> tuple[Image.Image, float, float]:
     """The panel's background and the offset at which its minutiae are drawn."""
-    x, y, _ = _points(template)
+    x, y, _ = minutiae_of(template)
     if pixels is not None:
         if pixels.ndim != 2 or pixels.dtype != np.uint8:
             raise ValueError("probe_pixels: an 8-bit grey image (height x width) is needed")
@@ -76,8 +77,8 @@ def side_by_side(probe: MatchTemplate, reference: MatchTemplate, comparison: Com
     draw = ImageDraw.Draw(canvas)
     draw.line([(left.width + GAP // 2, 0), (left.width + GAP // 2, height - CAPTION)],
               fill=(180, 180, 180), width=1)
-    px, py, pt = _points(probe)
-    rx, ry, rt = _points(reference)
+    px, py, pt = minutiae_of(probe)
+    rx, ry, rt = minutiae_of(reference)
     ox = left.width + GAP + rdx
     paired_probe = {p.probe_index for p in comparison.pairs}
     paired_reference = {p.reference_index for p in comparison.pairs}

@@ -592,9 +592,10 @@ def calibration_measure(
     if result.tables.phased.tail is None:
         console.print(f"[yellow]no fitted tail[/]: fewer than {TAIL_MIN_IMPOSTORS:,} impostor "
                       f"comparisons; no rate below 1/{result.impostors:,} is claimed")
-    for path, table in ((single_out, result.tables.single), (phased_out, result.tables.phased)):
+    for option, path, table in (("--single-out", single_out, result.tables.single),
+                                ("--phased-out", phased_out, result.tables.phased)):
         if path is not None:
-            _write_atomically(path, json.dumps(table.as_json()) + "\n")
+            _write_file(path, (json.dumps(table.as_json()) + "\n").encode(), option)
             console.print(f"wrote {path}")
     if gallery is not None:
         from lintas.cli.users import local_operator
@@ -606,14 +607,16 @@ def calibration_measure(
         console.print("measured only; run again with --set to use these tables")
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _write_file(path: Path, data: bytes, name: str) -> None:
+    """Write `data` whole or not at all (a temporary file renamed into place); an error
+    names the option (`name`) and the path."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
         tmp.replace(path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        _error(f"{path}: cannot write ({exc.strerror})")
+        _error(f"{name} {path}: cannot write ({exc.strerror})")
 
 
 @calibration_app.command("set")
@@ -687,7 +690,7 @@ def explain(
     """
     from lintas.biometrics.images import load_image
     from lintas.biometrics.matching import prepare
-    from lintas.biometrics.render import side_by_side
+    from lintas.biometrics.render import minutiae_of, side_by_side
     from lintas.node.gallery import finger_name
 
     gallery = _open(data_dir, db)
@@ -714,31 +717,20 @@ def explain(
                f"{comparison.fmr:.2g}, {len(comparison.pairs)} pairs")
     png = side_by_side(probe[position][0], prepare(stored.views[0]), comparison,
                        sample.pixels, (stored.width, stored.height), caption)
-    probe_view, reference_view = probe[position][0], stored.views[0]
-    order = probe_view.index.argsort()
+    px, py, pt = minutiae_of(probe[position][0])
+    reference_view = stored.views[0]
     table = Table("#", "probe minutia (x, y, angle)", "reference minutia (x, y, angle)",
                   "share", title=caption)
     total = sum(p.contribution for p in comparison.pairs) or 1.0
     for n, pair in enumerate(sorted(comparison.pairs, key=lambda p: -p.contribution), 1):
-        row = order[pair.probe_index]
-        px, py = probe_view.x[row], -probe_view.y[row]
-        angle = math.degrees(probe_view.theta[row]) % 360
+        i = pair.probe_index
+        angle = math.degrees(pt[i]) % 360
         m = reference_view.minutiae[pair.reference_index]
-        table.add_row(str(n), f"{px:.0f}, {py:.0f}, {angle:.0f}°",
+        table.add_row(str(n), f"{px[i]:.0f}, {py[i]:.0f}, {angle:.0f}°",
                       f"{m.x}, {m.y}, {m.angle:.0f}°", f"{pair.contribution / total:.0%}")
     console.print(table)
-    _write_bytes(out, png)
+    _write_file(out, png, "--out")
     console.print(f"wrote {out}")
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        _error(f"--out {path}: cannot write ({exc.strerror})")
 
 
 def _when(moment: Any) -> str:

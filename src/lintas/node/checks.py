@@ -130,6 +130,10 @@ class CheckView:
 
 
 def _hit_fpir(s: Session, row: Check, known: dict[str, Agreement | None]) -> float | None:
+    """The search rate at which a fingerprint candidate of this check is a hit, as the
+    agreement it came under sets it for its direction (`false_hits_per_million`); None
+    for a document check or terms this node no longer holds (`known`: agreements
+    already read, by id)."""
     if not row.query_type.startswith("fingerprint"):
         return None
     if row.agreement not in known:
@@ -538,8 +542,8 @@ class Checks:
                 raise IllegalTransition("responder", row.state, "match")  # probe gone
             probe = json.loads(probe_row.probe)
             query_type, limit = row.query_type, row.max_candidates
-            agreement, partner = row.agreement, row.partner
-        hit_fpir = self._hit_fpir(agreement, partner)
+            # Signed terms never change: the rate the check was admitted under.
+            hit_fpir = _hit_fpir(s, row, {}) or HIT_FPIR
         found: list[dict[str, Any]] | e.ProtocolError
         try:
             found = self._search(query_type, limit, probe, hit_fpir)
@@ -575,15 +579,6 @@ class Checks:
                             {"probe_sha256": row.probe_sha256, "probe_destroyed": True,
                              "candidates": len(candidates), "withheld": withheld})
         self._after_destruction()
-
-    def _hit_fpir(self, agreement: str, partner: str) -> float:
-        """The search rate at which a candidate is a hit, as the agreement the check
-        came under sets it for this direction (`false_hits_per_million`); signed terms
-        never change, so it is the rate the check was admitted under."""
-        record = self.agreements.get(agreement)
-        direction = None if record is None else record.agreement.direction(
-            partner, self.node.member)
-        return HIT_FPIR if direction is None else direction.hit_fpir
 
     def _search(self, query_type: str, limit: int, probe: dict[str, Any],
                 hit_fpir: float = HIT_FPIR) -> list[dict[str, Any]]:

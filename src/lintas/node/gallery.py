@@ -290,8 +290,8 @@ class Gallery:
         """Make `tables` the node's calibration (None: back to the shipped tables), for
         every search from now on. Admins only; audited in the same transaction."""
         require_role(actor, "admin", to="change the gallery's calibration")
-        for name, table in (() if tables is None else
-                            (("single", tables.single), ("phased", tables.phased))):
+        for name, table in ([] if tables is None else [("single", tables.single),
+                                                       ("phased", tables.phased)]):
             if table.tail is None:
                 raise GalleryError(
                     f"{name}: no fitted tail. Counted on {table.impostors:,} impostor "
